@@ -8,6 +8,7 @@ agreement can say where its numbers come from. Every problem in every layer is r
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ import yaml
 from conformance.binding.types import parse_type
 
 DEFAULT_BINDING = "default.yaml"
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 _LEAF_KEYS = {"value", "type", "source", "doc"}
 _BASIS_BY_PREFIX = (("TS ", "spec"), ("TR ", "spec"), ("seed ", "contribution"), ("assumed", "assumed"))
 
@@ -121,14 +123,21 @@ def load_binding(*overrides: Mapping[str, Any] | str | Path) -> Binding:
 
     A path is read as YAML; if it has a top-level ``binding:`` key (a SUT profile) only that part is used.
     """
-    params = _default_params()
+    params = dict(_default_params())
     problems: list[str] = []
     for layer in overrides:
         origin, mapping = _read_layer(layer)
         layer_problems: list[str] = []
         for key, raw in _flatten(mapping, "", layer_problems):
             if key not in params:
-                layer_problems.append(f"{key}: unknown parameter{_suggest(key, params, _groups(params))}")
+                parent = next((k for k in _prefixes(key) if k in params), None)
+                if parent:
+                    layer_problems.append(
+                        f"{parent}: is a parameter; give its value directly or as "
+                        f"{{value: ..., source: ...}}, not {key.removeprefix(parent + '.')!r}"
+                    )
+                else:
+                    layer_problems.append(f"{key}: unknown parameter{_suggest(key, params, _groups(params))}")
                 continue
             current = params[key]
             value, source = (raw["value"], raw.get("source")) if isinstance(raw, dict) else (raw, None)
@@ -153,11 +162,13 @@ def load_binding(*overrides: Mapping[str, Any] | str | Path) -> Binding:
     return binding
 
 
+@functools.cache
 def _default_params() -> dict[str, Parameter]:
+    """The shipped defaults, parsed and checked once per process (Parameters are immutable; callers copy)."""
     text = resources.files("conformance.binding").joinpath(DEFAULT_BINDING).read_text(encoding="utf-8")
     params: dict[str, Parameter] = {}
     problems: list[str] = []
-    for key, leaf in _flatten(yaml.safe_load(text), "", problems, defaults=True):
+    for key, leaf in _flatten(yaml.load(text, Loader=_YAML_LOADER), "", problems, defaults=True):
         missing = {"value", "type", "source"} - leaf.keys()
         extra = leaf.keys() - _LEAF_KEYS
         if missing or extra:
@@ -210,12 +221,19 @@ def _flatten(node: Any, prefix: str, problems: list[str], defaults: bool = False
                 problems.append(f"{key}: an override has only 'value' and optionally 'source', got {sorted(child)}")
                 continue
             yield key, dict(child)
+        elif isinstance(child, Mapping) and not child and not defaults:
+            problems.append(f"{key}: empty mapping; give a value, or {{value: ..., source: ...}}")
         elif isinstance(child, Mapping):
             yield from _flatten(child, key, problems, defaults)
         elif defaults:
             problems.append(f"{key}: expected a parameter mapping with value/type/source, got {child!r}")
         else:
             yield key, child
+
+
+def _prefixes(key: str) -> list[str]:
+    parts = key.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
 
 
 def _groups(params: Mapping[str, Any]) -> set[str]:
@@ -350,6 +368,17 @@ def _check_derivations(binding: Binding) -> list[str]:
             problems.append(
                 f"keys.derivations.{name}.key: {parent!r} is neither a derivation nor one of {sorted(_KEY_ROOTS)}"
             )
+    recipes: dict[tuple[Any, ...], str] = {}
+    for name in names:  # two derivations with one recipe would hand out the same key under two names
+        head = f"keys.derivations.{name}"
+        recipe = (binding[f"{head}.fc"], parents[name], tuple(binding[f"{head}.params"]))
+        if recipe in recipes:
+            problems.append(
+                f"{head}: same FC, key and params as keys.derivations.{recipes[recipe]}; the two keys would be equal"
+            )
+        recipes.setdefault(recipe, name)
+        if binding[f"{head}.out_bits"] % 8:
+            problems.append(f"{head}.out_bits: must be a whole number of octets, got {binding[f'{head}.out_bits']}")
     for name in names:  # a chain of parents must end at a root
         seen, node = [name], parents[name]
         while node in parents:
