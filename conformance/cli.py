@@ -1,0 +1,264 @@
+"""`best-conformance`: the command line. Thin by design: each command calls the library and formats."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from conformance import __version__
+from conformance.binding import Binding, BindingError, load_binding
+from conformance.crypto.aka import generate_vector
+from conformance.crypto.keys import KeyHierarchy, key_identifier
+from conformance.crypto.milenage import Milenage
+
+# Exit codes: 0 success, 2 bad input (usage, arguments, binding or profile); later commands add their own.
+EXIT_USAGE = 2
+
+
+class Hex(click.ParamType):
+    """Octets given as hex digits (spaces and colons allowed between groups)."""
+
+    name = "hex"
+
+    def __init__(self, octets: int | None = None):
+        self.octets = octets
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return f"HEX{self.octets}" if self.octets else "HEX"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        digits = str(value).replace(" ", "").replace(":", "").removeprefix("0x")
+        if len(digits) % 2:
+            self.fail(f"odd number of hex digits ({len(digits)}) in {value!r}", param, ctx)
+        try:
+            octets = bytes.fromhex(digits)
+        except ValueError:
+            self.fail(f"not hex: {value!r}", param, ctx)
+        if self.octets is not None and len(octets) != self.octets:
+            self.fail(f"must be {self.octets} octets ({2 * self.octets} hex digits), got {len(octets)}", param, ctx)
+        return octets
+
+
+def _binding(files: tuple[str, ...]) -> Binding:
+    return load_binding(*files)
+
+
+binding_option = click.option(
+    "--binding",
+    "binding_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Binding overrides: a YAML file of binding keys or a SUT profile with a 'binding:' section. Repeatable; "
+    "later files win.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="best-conformance")
+def cli() -> None:
+    """Conformance test harness for 3GPP BEST (TS 33.163) and its key-server interfaces."""
+
+
+@cli.command()
+@click.option("--k", "k", required=True, type=Hex(16), help="Subscriber key K.")
+@click.option("--op", type=Hex(16), help="Operator variant OP (give --op or --opc).")
+@click.option("--opc", type=Hex(16), help="OPc, derived from OP and K (give --op or --opc).")
+@click.option("--rand", "rand", required=True, type=Hex(16), help="RAND.")
+@click.option("--sqn", required=True, type=Hex(6), help="Sequence number SQN.")
+@click.option("--amf", required=True, type=Hex(2), help="Authentication management field AMF.")
+@click.option("--sn-id", type=Hex(3), help="Serving network identity (PLMN id, 3 octets) for KASME.")
+@click.option("--snn", help="Serving network name for KHSE, e.g. 5G:mnc001.mcc001.3gppnetwork.org.")
+@click.option("--eas-id", help="EAS identifier for the EAS keys (KInt_E2E, KInt_EAS_PSK).")
+@click.option("--emse-id", help="EMSE identifier for e2m_key.")
+@click.option("--third-party-key", type=Hex(), help="Third party key Ka for the combined e2e_key (seed 001).")
+@click.option("--naf-key", type=Hex(), help="Ks_(ext/int)_NAF, the KDF key of the combined e2e_key (seed 001).")
+@click.option(
+    "--key-agreement",
+    help="Which AKA roots the BEST keys: umts, eps, 5g_aka, eap_aka_prime. "
+    "Default: 5g_aka with --snn, else eps with --sn-id, else umts.",
+)
+@binding_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def keys(
+    k: bytes,
+    op: bytes | None,
+    opc: bytes | None,
+    rand: bytes,
+    sqn: bytes,
+    amf: bytes,
+    sn_id: bytes | None,
+    snn: str | None,
+    eas_id: str | None,
+    emse_id: str | None,
+    third_party_key: bytes | None,
+    naf_key: bytes | None,
+    key_agreement: str | None,
+    binding_files: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Derive MILENAGE outputs, AUTN and the whole BEST / e2m key hierarchy, with every KDF input shown.
+
+    Keys whose derivation rests on an assumed or overridden binding value are marked as binding-dependent.
+    """
+    if (op is None) == (opc is None):
+        raise click.UsageError("give exactly one of --op and --opc")
+    binding = _binding(binding_files)
+    roots = binding.section("keys.root_by_key_agreement")
+    agreement = key_agreement or ("5g_aka" if snn else "eps" if sn_id else "umts")
+    if agreement not in roots:
+        raise click.BadParameter(
+            f"must be one of {', '.join(roots)}, got {agreement!r}", param_hint="'--key-agreement'"
+        )
+
+    milenage = Milenage(k, opc) if opc else Milenage.from_op(k, op)  # type: ignore[arg-type]
+    out = milenage.run(rand, sqn, amf)
+    vector = generate_vector(milenage, rand, sqn, amf)
+    inputs: dict[str, bytes] = {
+        "rand": rand,
+        "sqn_xor_ak": vector.sqn_xor_ak,
+        "enc_alg_id": bytes([binding["protection.algorithm_ids.ciphering"]]),
+        "int_alg_id": bytes([binding["protection.algorithm_ids.integrity"]]),
+    }
+    for name, value in (("sn_id", sn_id), ("snn", snn), ("eas_id", eas_id), ("emse_id", emse_id)):
+        if value is not None:
+            inputs[name] = value.encode("utf-8") if isinstance(value, str) else value
+    if third_party_key is not None:
+        inputs["third_party_key"] = third_party_key
+    derived, skipped = KeyHierarchy.from_binding(binding).derive_all(
+        ck=out.ck, ik=out.ik, key_agreement=agreement, inputs=inputs, naf_key=naf_key
+    )
+    scheme, bits = binding["keys.key_identifier.scheme"], binding["keys.key_identifier.bits"]
+    hashed = derived.get(binding["keys.key_identifier.hash_of"])
+    key_id = (
+        key_identifier(scheme, bits, rand=rand, key=hashed.value if hashed else None)
+        if (scheme == "rand_lsb" or hashed)
+        else None
+    )
+
+    aka = {
+        "opc": milenage.opc,
+        "mac_a": out.mac_a,
+        "mac_s": out.mac_s,
+        "res": out.res,
+        "ck": out.ck,
+        "ik": out.ik,
+        "ak": out.ak,
+        "ak_star": out.ak_star,
+        "autn": vector.autn,
+        "sqn_xor_ak": vector.sqn_xor_ak,
+    }
+    document: dict[str, Any] = {name: value.hex() for name, value in aka.items()}
+    if key_id is not None:
+        document["key_id"] = key_id.hex()
+    document.update({name: d.value.hex() for name, d in derived.items()})
+    document["key_agreement"] = agreement
+    document["hierarchy"] = [_key_entry(binding, d) for d in derived.values()]
+    document["not_derived"] = skipped
+
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    _print_keys_table(aka, key_id, document, agreement, skipped)
+
+
+def _key_entry(binding: Binding, d: Any) -> dict[str, Any]:
+    head = f"keys.derivations.{d.spec.name}"
+    bases = {binding.param(f"{head}.{field}").basis for field in ("fc", "key", "params", "out_bits", "take")}
+    return {
+        "name": d.spec.name,
+        "label": d.spec.label,
+        "fc": f"0x{d.spec.fc:02x}",
+        "key": d.key_name,
+        "inputs": [{"name": name, "value": value.hex()} for name, value in d.inputs],
+        "output": f"{d.spec.take} {d.spec.out_bits} bits",
+        "value": d.value.hex(),
+        "binding_dependent": bases != {"spec"},
+        "source": binding.param(f"{head}.fc").source,
+    }
+
+
+def _print_keys_table(
+    aka: dict[str, bytes], key_id: bytes | None, document: dict[str, Any], agreement: str, skipped: dict[str, str]
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="MILENAGE (TS 35.206) and AUTN", title_justify="left")
+    table.add_column("output")
+    table.add_column("value", overflow="fold")
+    for name, value in aka.items():
+        table.add_row(name, value.hex())
+    if key_id is not None:
+        table.add_row("key_id", key_id.hex())
+    console.print(table)
+
+    table = Table(
+        title=f"Key hierarchy (key agreement: {agreement}; * = rests on an assumed binding value)", title_justify="left"
+    )
+    for column in ("key", "FC", "KDF key", "P0..Pn", "value"):
+        table.add_column(column, overflow="fold")
+    for entry in document["hierarchy"]:
+        params = "\n".join(_show_input(p["name"], bytes.fromhex(p["value"])) for p in entry["inputs"])
+        mark = "*" if entry["binding_dependent"] else ""
+        table.add_row(f"{entry['label']}{mark}", entry["fc"], entry["key"], params, entry["value"])
+    console.print(table)
+    for name, reason in skipped.items():
+        console.print(f"[dim]not derived: {name}: {reason}[/dim]")
+
+
+def _show_input(name: str, value: bytes) -> str:
+    """A KDF input as a person compares it with a trace: text in quotes when it is text, else hex."""
+    if name.startswith(("hex:", "utf8:")):
+        return name
+    text = value.decode("ascii", "replace")
+    shown = f'"{text}"' if value and text.isprintable() else value.hex()
+    return f"{name}={shown}"
+
+
+@cli.command("binding")
+@binding_option
+@click.option("--not-confirmed", is_flag=True, help="Only the values not confirmed by a spec clause.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def binding_command(binding_files: tuple[str, ...], not_confirmed: bool, as_json: bool) -> None:
+    """Show the effective binding: every open point, its value and where the value comes from."""
+    binding = _binding(binding_files)
+    params = binding.not_confirmed() if not_confirmed else binding.parameters()
+    if as_json:
+        document = binding.to_document()
+        click.echo(json.dumps({p.key: document[p.key] for p in params}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Binding ({len(params)} of {len(binding)} parameters)", title_justify="left")
+    for column in ("key", "value", "basis", "source"):
+        table.add_column(column, overflow="fold")
+    for p in params:
+        table.add_row(p.key, json.dumps(p.value, ensure_ascii=False), p.basis, p.source)
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: bad input of any kind is one line on stderr and exit code 2, never a traceback."""
+    try:
+        code = cli.main(args=argv, prog_name="best-conformance", standalone_mode=False)
+    except click.UsageError as exc:
+        click.echo(f"best-conformance: error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except BindingError as exc:
+        click.echo(f"best-conformance: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.Abort:
+        click.echo("best-conformance: aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
