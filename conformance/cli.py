@@ -11,7 +11,7 @@ import click
 from conformance import __version__
 from conformance.binding import Binding, BindingError, load_binding
 from conformance.crypto.aka import generate_vector
-from conformance.crypto.keys import KeyHierarchy, key_identifier
+from conformance.crypto.keys import DerivedKey, KeyHierarchy, key_identifier
 from conformance.crypto.milenage import Milenage
 
 # Exit codes: 0 success, 2 bad input (usage, arguments, binding or profile); later commands add their own.
@@ -132,13 +132,7 @@ def keys(
     derived, skipped = KeyHierarchy.from_binding(binding).derive_all(
         ck=out.ck, ik=out.ik, key_agreement=agreement, inputs=inputs, naf_key=naf_key
     )
-    scheme, bits = binding["keys.key_identifier.scheme"], binding["keys.key_identifier.bits"]
-    hashed = derived.get(binding["keys.key_identifier.hash_of"])
-    key_id = (
-        key_identifier(scheme, bits, rand=rand, key=hashed.value if hashed else None)
-        if (scheme == "rand_lsb" or hashed)
-        else None
-    )
+    key_id = _key_id(binding, rand, derived)
 
     aka = {
         "opc": milenage.opc,
@@ -157,7 +151,8 @@ def keys(
         document["key_id"] = key_id.hex()
     document.update({name: d.value.hex() for name, d in derived.items()})
     document["key_agreement"] = agreement
-    document["hierarchy"] = [_key_entry(binding, d) for d in derived.values()]
+    dependent = _binding_dependent(binding, derived, agreement)
+    document["hierarchy"] = [_key_entry(binding, d, d.spec.name in dependent) for d in derived.values()]
     document["not_derived"] = skipped
 
     if as_json:
@@ -166,9 +161,41 @@ def keys(
     _print_keys_table(aka, key_id, document, agreement, skipped)
 
 
-def _key_entry(binding: Binding, d: Any) -> dict[str, Any]:
+def _key_id(binding: Binding, rand: bytes, derived: dict[str, DerivedKey]) -> bytes | None:
+    """The key identifier per the binding's scheme; None when it hashes a key that was not derived."""
+    scheme = binding["keys.key_identifier.scheme"]
+    hashed = derived.get(binding["keys.key_identifier.hash_of"])
+    if scheme == "key_hash" and hashed is None:
+        return None
+    return key_identifier(
+        scheme,
+        binding["keys.key_identifier.bits"],
+        rand=rand,
+        key=hashed.value if hashed else None,
+        hash_name=binding["keys.key_identifier.hash"],
+    )
+
+
+def _binding_dependent(binding: Binding, derived: dict[str, DerivedKey], agreement: str) -> set[str]:
+    """Keys whose value rests, directly or through the key they were derived from, on a binding value that
+    no spec clause confirms."""
+    memo: dict[str, bool] = {}
+
+    def dependent(name: str) -> bool:
+        if name not in memo:
+            d = derived[name]
+            head = f"keys.derivations.{name}"
+            fields = [binding.param(f"{head}.{f}") for f in ("fc", "key", "params", "out_bits", "take")]
+            if d.spec.key == "root":
+                fields.append(binding.param(f"keys.root_by_key_agreement.{agreement}"))
+            memo[name] = any(not p.confirmed for p in fields) or (d.key_name in derived and dependent(d.key_name))
+        return memo[name]
+
+    return {name for name in derived if dependent(name)}
+
+
+def _key_entry(binding: Binding, d: DerivedKey, dependent: bool) -> dict[str, Any]:
     head = f"keys.derivations.{d.spec.name}"
-    bases = {binding.param(f"{head}.{field}").basis for field in ("fc", "key", "params", "out_bits", "take")}
     return {
         "name": d.spec.name,
         "label": d.spec.label,
@@ -177,7 +204,7 @@ def _key_entry(binding: Binding, d: Any) -> dict[str, Any]:
         "inputs": [{"name": name, "value": value.hex()} for name, value in d.inputs],
         "output": f"{d.spec.take} {d.spec.out_bits} bits",
         "value": d.value.hex(),
-        "binding_dependent": bases != {"spec"},
+        "binding_dependent": dependent,
         "source": binding.param(f"{head}.fc").source,
     }
 

@@ -124,6 +124,16 @@ def test_binding_override_file_changes_the_keys(capsys, tmp_path):
     assert [k["fc"] for k in after["hierarchy"] if k["name"] == "kint"] == ["0xe0"]
 
 
+def test_binding_dependence_is_transitive(capsys, tmp_path):
+    """Overriding CK'‖IK' makes KHSE (EAP-AKA'), derived from it, binding-dependent too; KHSE (5G AKA) is not."""
+    override = tmp_path / "o.yaml"
+    override.write_text("keys.derivations.ck_ik_prime.fc: 0x20\n")  # same value, but now an override
+    code, out, _ = run(capsys, "keys", "--json", *SET1_ARGS, "--snn", "WLAN", "--binding", str(override))
+    assert code == 0
+    marks = {k["name"]: k["binding_dependent"] for k in json.loads(out)["hierarchy"]}
+    assert marks["ck_ik_prime"] and marks["khse_eap_aka_prime"] and not marks["khse"]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -155,9 +155,11 @@ class KeyHierarchy:
         return ordered, {n: skipped[n] for n in self.specs if n in skipped}
 
 
-def key_identifier(scheme: str, bits: int, *, rand: bytes | None = None, key: bytes | None = None) -> bytes:
+def key_identifier(
+    scheme: str, bits: int, *, rand: bytes | None = None, key: bytes | None = None, hash_name: str = "sha256"
+) -> bytes:
     """The identifier a UE presents with its key (seed 002 6.x.2.1): the `bits` least significant bits of RAND
-    (scheme 'rand_lsb'), or the first `bits` of SHA-256 over a key (scheme 'key_hash')."""
+    (scheme 'rand_lsb'), or the first `bits` of a hash over a key (scheme 'key_hash')."""
     if bits % 8:
         raise ValueError(f"key identifier length must be whole octets, got {bits} bits")
     if scheme == "rand_lsb":
@@ -167,5 +169,5 @@ def key_identifier(scheme: str, bits: int, *, rand: bytes | None = None, key: by
     if scheme == "key_hash":
         if key is None:
             raise ValueError("scheme key_hash needs the key")
-        return hashlib.sha256(key).digest()[: bits // 8]
+        return hashlib.new(hash_name, key).digest()[: bits // 8]
     raise ValueError(f"unknown key identifier scheme {scheme!r}")
