@@ -309,6 +309,11 @@ def _check_header(binding: Binding) -> list[str]:
     for needed in ("up_cp", "key_id", "counter"):
         if needed not in fields:
             problems.append(f"emsdp.header.fields: must contain {needed} (TS 33.163 6.2.2), got {fields}")
+    if "up_cp" in fields and "counter" in fields and fields.index("up_cp") > fields.index("counter"):
+        problems.append(
+            "emsdp.header.fields: up_cp must precede counter, or a receiver cannot tell the plane "
+            "(and so the counter width) of a message"
+        )
     if binding["emsdp.header.version_bits"] and "version" not in fields:
         problems.append("emsdp.header.version_bits is non-zero but emsdp.header.fields has no 'version'")
     cp, up = binding["emsdp.counters.cp_bits_by_scheme"], binding["emsdp.counters.up_bits_by_scheme"]

@@ -215,6 +215,7 @@ def test_override_mapping_with_extra_fields_is_refused():
         ({"emsdp.header.fields": ["up_cp", "key_id", "counter", "counter"]}, "a field appears twice"),
         ({"emsdp.header.fields": ["up_cp", "rfu", "counter", "session_id"]}, "must contain key_id"),
         ({"emsdp.header.version_bits": 8}, "has no 'version'"),
+        ({"emsdp.header.fields": ["rfu", "key_id", "counter", "up_cp", "session_id"]}, "up_cp must precede counter"),
         ({"emsdp.tlv_lists.session_start_mandatory": ["rand", "autm"]}, "'autm' is not a TLV"),
         ({"keys.derivations.kint.key": "kint_enc"}, "derivation cycle kint -> kint_enc -> kint"),
         ({"keys.derivations.kint.key": "kseaf"}, "'kseaf' is neither a derivation nor one of"),

@@ -1,0 +1,127 @@
+"""Read the EMSDP messages of a pcap, tracking the counter scheme each flow negotiated.
+
+The counter's width is not in the message: it comes from the HSE configuration of the flow's Session Start.
+Rule (the generated Wireshark dissector applies the same one): every flow (the unordered pair of
+address:port ends) starts with the binding's default scheme; once a Session Start carrying an HSE
+configuration with a known counter scheme has been read, later messages of that flow use that scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conformance.emsdp.codec import Codec
+from conformance.emsdp.layers import EmsdpPacket
+
+
+class TraceError(ValueError):
+    """The file cannot be read as a capture."""
+
+
+@dataclass(frozen=True)
+class TracedMessage:
+    frame: int  # 1-based frame number in the file, as Wireshark counts
+    time: float
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    scheme: int
+    packet: EmsdpPacket
+
+    def to_dict(self, codec: Codec) -> dict[str, Any]:
+        return {
+            "frame": self.frame,
+            "time": self.time,
+            "src": f"{self.src[0]}:{self.src[1]}",
+            "dst": f"{self.dst[0]}:{self.dst[1]}",
+            **codec.describe(self.packet),
+        }
+
+
+def read_trace(path: str | Path, codec: Codec, default_scheme: int | None = None) -> Iterator[TracedMessage]:
+    """The EMSDP datagrams of a pcap/pcapng file (UDP to or from the binding's port), decoded in order."""
+    from scapy.error import Scapy_Exception
+    from scapy.layers.inet import UDP
+    from scapy.layers.inet6 import IPv6  # noqa: F401  (registers IPv6 so its UDP is dissected)
+    from scapy.utils import PcapReader
+
+    layout = codec.layout
+    start = layout.default_scheme if default_scheme is None else default_scheme
+    flows: dict[frozenset[tuple[str, int]], int] = {}
+    try:
+        reader = PcapReader(str(path))
+    except (OSError, Scapy_Exception) as exc:
+        raise TraceError(f"{path}: cannot read as pcap or pcapng: {exc}") from None
+    with reader:
+        for number, frame in enumerate(reader, 1):
+            udp = frame.getlayer(UDP)
+            if udp is None or layout.udp_port not in (udp.sport, udp.dport):
+                continue
+            ip = udp.underlayer
+            src, dst = (str(ip.src), udp.sport), (str(ip.dst), udp.dport)
+            payload = bytes(udp)[8 : udp.len] if udp.len else bytes(udp.payload)  # drop Ethernet padding
+            flow = frozenset((src, dst))
+            scheme = flows.get(flow, start)
+            packet = codec.decode(payload, scheme)
+            learned = _negotiated_scheme(codec, packet)
+            if learned is not None:
+                flows[flow] = learned
+            yield TracedMessage(number, float(frame.time), src, dst, scheme, packet)
+
+
+def _negotiated_scheme(codec: Codec, packet: EmsdpPacket) -> int | None:
+    """The counter scheme a Session Start's HSE configuration announces, if it is one the binding knows."""
+    layout = codec.layout
+    if (
+        getattr(packet, "cmd", None) != layout.commands["session_start"]
+        or "counter_scheme" not in layout.hse_config_fields
+    ):
+        return None
+    index = layout.hse_config_fields.index("counter_scheme")
+    for tlv in packet.tlvs:
+        if getattr(tlv, "tag", None) == layout.tags["hse_config"] and len(tlv.value) > index:
+            scheme = tlv.value[index]
+            if scheme in layout.schemes:
+                return scheme
+            packet.problems.append(f"HSE configuration announces counter scheme {scheme}, unknown to the binding")
+    return None
+
+
+def render_text(message: TracedMessage, codec: Codec) -> str:
+    """One block per message, in the spirit of `tshark -V`: where from, header, command, TLVs, problems."""
+    import datetime
+
+    view = codec.describe(message.packet)
+    when = datetime.datetime.fromtimestamp(message.time, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    lines = [
+        f"Frame {message.frame}: {when} UTC  {message.src[0]}:{message.src[1]} -> {message.dst[0]}:{message.dst[1]}"
+        f"  ({view['octets']} octets)"
+    ]
+    if view["plane"] is None:
+        lines.append(f"  EMSDP (not decodable): {view['raw']}")
+    else:
+        plane = "control plane" if view["plane"] == "cp" else "user plane"
+        lines.append(f"  EMSDP {plane}, counter scheme {view['counter_scheme']}")
+        lines.append("    " + "  ".join(f"{name}={value}" for name, value in view["header"].items()))
+        if view["plane"] == "cp":
+            command = view["command"]
+            lines.append(f"    command: {command['name'] or 'unknown'} ({command['code']:#04x})")
+            for tlv in view["tlvs"]:
+                if "tag" not in tlv:
+                    lines.append(f"    TLV ?: {tlv['raw']}")
+                    continue
+                name = tlv["name"] or "unknown"
+                lines.append(f"    TLV {name} ({tlv['tag']:#04x}), length {tlv['length']}: {tlv['value']}")
+                if tlv.get("decoded", tlv["value"]) != tlv["value"]:  # say it only when it adds something
+                    decoded = tlv["decoded"]
+                    if isinstance(decoded, dict):
+                        decoded = ", ".join(f"{k}={v}" for k, v in decoded.items())
+                    lines.append(f"      = {decoded}")
+        else:
+            lines.append(f"    data: {view['data']}")
+        if view["mac"] is not None:
+            lines.append(f"    MAC: {view['mac']}")
+    lines.extend(f"  ! {problem}" for problem in view["problems"])
+    return "\n".join(lines)
