@@ -271,6 +271,46 @@ def binding_command(binding_files: tuple[str, ...], not_confirmed: bool, as_json
     Console().print(table)
 
 
+@cli.command()
+@click.argument("pcap", type=click.Path(dir_okay=False))
+@binding_option
+@click.option(
+    "--counter-scheme",
+    type=int,
+    help="Counter scheme of flows before their Session Start (default: the binding's emsdp.counters.default_scheme).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per message.")
+def dissect(pcap: str, binding_files: tuple[str, ...], counter_scheme: int | None, as_json: bool) -> None:
+    """Decode every EMSDP message of a pcap (UDP to or from the binding's port), one block per message."""
+    from conformance.emsdp.codec import Codec
+    from conformance.emsdp.trace import TraceError, read_trace, render_text
+
+    codec = Codec(_binding(binding_files))
+    if counter_scheme is not None and counter_scheme not in codec.layout.schemes:
+        raise click.BadParameter(f"must be one of {list(codec.layout.schemes)}", param_hint="'--counter-scheme'")
+    try:
+        messages = list(read_trace(pcap, codec, counter_scheme))
+    except TraceError as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps([m.to_dict(codec) for m in messages], indent=2))
+        return
+    for message in messages:
+        click.echo(render_text(message, codec) + "\n")
+    flagged = sum(1 for m in messages if m.packet.problems)
+    click.echo(f"{len(messages)} EMSDP message(s) on UDP port {codec.layout.udp_port}, {flagged} with problems")
+
+
+@cli.command("wireshark-dissector")
+@binding_option
+def wireshark_dissector(binding_files: tuple[str, ...]) -> None:
+    """Print a Wireshark Lua dissector for EMSDP generated from the binding (save it as emsdp.lua)."""
+    from conformance.emsdp.layout import Layout
+    from conformance.emsdp.wireshark import lua_dissector
+
+    click.echo(lua_dissector(Layout.from_binding(_binding(binding_files))), nl=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: bad input of any kind is one line on stderr and exit code 2, never a traceback."""
     try:

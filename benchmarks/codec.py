@@ -1,0 +1,78 @@
+"""Codec throughput: build and dissect N messages of each EMSDP kind, print messages per second.
+
+    python benchmarks/codec.py [N]
+
+For scale: scapy alone dissects a small custom layer at about 5,500 packets/s on the project's 2-core
+machines (shared/research/deps.md).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from conformance.emsdp import Codec
+from conformance.emsdp.values import encode_hse_config, encode_imsi, encode_ue_config
+
+
+def kinds(codec: Codec) -> dict[str, object]:
+    layout = codec.layout
+    mac = {"key_id": 1, "counter": 5, "session_id": 7, "mac": bytes(layout.mac_bytes)}
+    return {
+        "session_request": codec.cp(
+            "session_request",
+            [
+                ("imsi", encode_imsi("001010123456789")),
+                ("ue_config", encode_ue_config(layout, 17, ["5g_aka"], False)),
+                ("enterprise_setup", b"eas.example.com"),
+                ("serving_network", b"5G:mnc001.mcc001.3gppnetwork.org"),
+            ],
+        ),
+        "session_start": codec.cp(
+            "session_start",
+            [
+                ("rand", bytes(16)),
+                ("autn", bytes(16)),
+                ("hse_config", encode_hse_config(layout, service="up_integrity", counter_scheme=1, mac_bits=64)),
+                ("request_checksum", bytes(layout.checksum_bytes)),
+            ],
+            session_id=7,
+        ),
+        "session_start_confirmation": codec.cp("session_start_confirmation", [("res", bytes(8))], **mac),
+        "session_terminate_request": codec.cp("session_terminate_request", [], **mac),
+        "session_terminate_response": codec.cp("session_terminate_response", [], **mac),
+        "manage_keys_request": codec.cp("manage_keys_request", [("rand", bytes(16)), ("autn", bytes(16))], **mac),
+        "manage_keys_response": codec.cp("manage_keys_response", [("res", bytes(8))], **mac),
+        "message_reject": codec.cp("message_reject", [("cause", b"\x08")], **mac),
+        "user_plane_data": codec.up(bytes(48), **mac),
+    }
+
+
+def rate(fn, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return n / (time.perf_counter() - start)
+
+
+def main(n: int = 2000) -> None:
+    codec = Codec()
+    print(f"EMSDP codec, {n} messages per kind (messages/s)")
+    print(f"{'kind':28} {'octets':>6} {'build':>9} {'dissect':>9} {'describe':>9}")
+    totals = []
+    for name, message in kinds(codec).items():
+        raw = bytes(message)
+        cls = type(message)
+        fields = message.fields.copy()
+        build = rate(lambda cls=cls, fields=fields: bytes(cls(**fields)), n)
+        dissect = rate(lambda raw=raw: codec.decode(raw), n)
+        packet = codec.decode(raw)
+        describe = rate(lambda packet=packet: codec.describe(packet), n)
+        totals.append((build, dissect))
+        print(f"{name:28} {len(raw):6} {build:9.0f} {dissect:9.0f} {describe:9.0f}")
+    mean = [sum(t[i] for t in totals) / len(totals) for i in (0, 1)]
+    print(f"{'mean':28} {'':6} {mean[0]:9.0f} {mean[1]:9.0f}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
