@@ -153,3 +153,19 @@ def test_dissect_reports_unreadable_files(tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         main(["dissect", str(bad), "--counter-scheme", "9"])
     assert done.value.code == 2
+
+
+def test_ethernet_padding_of_short_frames_is_not_read_as_emsdp(tmp_path):
+    """Captures from real Ethernet pad frames to 60 octets: the UDP length, not the frame, ends the message."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Padding
+    from scapy.utils import wrpcap
+
+    codec = Codec()
+    message = bytes(codec.cp("session_terminate_request", []))
+    frame = Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000, dport=codec.layout.udp_port) / message
+    padded = frame / Padding(b"\x00" * (60 - len(frame)))
+    wrpcap(str(tmp_path / "padded.pcap"), [padded])
+    (traced,) = read_trace(tmp_path / "padded.pcap", codec)
+    assert bytes(traced.packet) == message and traced.packet.problems == []
