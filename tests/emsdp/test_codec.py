@@ -11,7 +11,7 @@ from scapy.layers.inet import IP, UDP
 from conformance.binding import load_binding
 from conformance.crypto.suci import Suci, build_suci
 from conformance.emsdp import Codec
-from conformance.emsdp.layers import Layers
+from conformance.emsdp.layers import EmsdpPacket, Layers
 from conformance.emsdp.values import (
     decode_hse_config,
     decode_imsi,
@@ -160,8 +160,11 @@ def test_arbitrary_bytes_dissect_without_raising(data, scheme):
 @given(st.binary(max_size=1500))
 def test_arbitrary_bytes_under_udp_dissect_without_raising(data):
     CODEC.layers.bind_udp()
-    frame = IP(bytes(IP(src="127.0.0.1", dst="127.0.0.1") / UDP(sport=40000, dport=LAYOUT.udp_port) / data))
-    assert bytes(frame[UDP].payload) == data
+    for sport, dport in ((40000, LAYOUT.udp_port), (LAYOUT.udp_port, 40000)):  # bound in both directions
+        frame = IP(bytes(IP(src="127.0.0.1", dst="127.0.0.1") / UDP(sport=sport, dport=dport) / data))
+        assert bytes(frame[UDP].payload) == data
+        if data:
+            assert isinstance(frame[UDP].payload, EmsdpPacket), frame[UDP].payload
 
 
 @given(messages(), st.integers(1, 40))
