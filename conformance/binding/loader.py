@@ -289,6 +289,7 @@ def check_consistency(binding: Binding) -> list[str]:
     problems += _check_unique_codes(binding)
     problems += _check_tlv_lists(binding)
     problems += _check_derivations(binding)
+    problems += _check_protection(binding)
     if binding["protection.mac.bits"] % 8:
         problems.append(f"protection.mac.bits: must be a whole number of octets, got {binding['protection.mac.bits']}")
     for name, path in binding.section("rest.paths").items():
@@ -336,6 +337,24 @@ def _check_header(binding: Binding) -> list[str]:
                         f"emsdp.counters.{plane}_bits_by_scheme[{scheme}]: a {width}-bit counter makes "
                         f"the header {total} bits, not a whole number of octets"
                     )
+    return problems
+
+
+def _check_protection(binding: Binding) -> list[str]:
+    problems = []
+    names = binding.children("keys.derivations")
+    for use, key in binding.section("protection.keys").items():
+        if key not in names:
+            problems.append(f"protection.keys.{use}: {key!r} is not a derivation of keys.derivations")
+    layout = binding["protection.count.layout"]
+    widest = max(binding["emsdp.counters.cp_bits_by_scheme"] + binding["emsdp.counters.up_bits_by_scheme"])
+    widths = {"session_id": binding["emsdp.header.session_id_bits"], "counter": widest, "direction": 1}
+    total = sum(widths[f] for f in layout)
+    if len(set(layout)) != len(layout) or "counter" not in layout or total > 64:
+        problems.append(
+            f"protection.count.layout: {layout} must name counter, each field once, and fit 64 bits "
+            f"(the IV's upper half); it takes {total} with the widest counter"
+        )
     return problems
 
 
