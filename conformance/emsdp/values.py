@@ -70,8 +70,8 @@ def decode_ue_config(layout: Layout, value: bytes) -> dict[str, Any]:
 
 
 def encode_hse_config(layout: Layout, **fields: int | str) -> bytes:
-    """Fields by name; service and mode may be given by name (e.g. service='up_integrity')."""
-    names = {"service": layout.services, "mode": layout.modes}
+    """Fields by name; service, mode and key_agreement may be given by name (e.g. service='up_integrity')."""
+    names = {"service": layout.services, "mode": layout.modes, "key_agreement": layout.key_agreement_bits}
     out = []
     for field in layout.hse_config_fields:
         value = fields.get(field, 0)
@@ -82,7 +82,11 @@ def encode_hse_config(layout: Layout, **fields: int | str) -> bytes:
 def decode_hse_config(layout: Layout, value: bytes) -> dict[str, Any]:
     _expect_size(layout, "hse_config", value)
     decoded: dict[str, Any] = dict(zip(layout.hse_config_fields, value, strict=True))
-    for field, table in (("service", layout.services), ("mode", layout.modes)):
+    for field, table in (
+        ("service", layout.services),
+        ("mode", layout.modes),
+        ("key_agreement", layout.key_agreement_bits),
+    ):
         if field in decoded:
             by_code = {code: name for name, code in table.items()}
             decoded[field] = by_code.get(decoded[field], decoded[field])

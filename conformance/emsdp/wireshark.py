@@ -79,6 +79,7 @@ def _constants(layout: Layout) -> str:
         ("HSE_CONFIG_FIELDS", list(layout.hse_config_fields), "one octet each, in this order"),
         ("SERVICES", _by_code(layout.services), "hse_config service"),
         ("MODES", _by_code(layout.modes), "hse_config mode"),
+        ("KEY_AGREEMENT_NAMES", _by_code(layout.key_agreement_bits), "hse_config key_agreement"),
         ("START_CONFIRMATION_FLAG", layout.start_confirmation_flag, "hse_config flags bit"),
         ("SERVING_NETWORK_ENCODING", layout.serving_network_encoding, "snn (UTF-8 text) or plmn_id (3 octets)"),
     ]
@@ -219,7 +220,8 @@ field("confidentiality", ProtoField.bool("emsdp.ue_config.confidentiality", "Con
                                          CONFIDENTIALITY_BIT))
 field("unknown_bits", ProtoField.uint8("emsdp.ue_config.unknown_bits", "Unknown bits", base.HEX))
 for _, name in ipairs(HSE_CONFIG_FIELDS) do
-  local names = (name == "service" and SERVICES) or (name == "mode" and MODES) or nil
+  local names = (name == "service" and SERVICES) or (name == "mode" and MODES)
+    or (name == "key_agreement" and KEY_AGREEMENT_NAMES) or nil
   field("hse_" .. name, ProtoField.uint8("emsdp.hse_config." .. name, HSE_LABELS[name] or name,
                                          name == "flags" and base.HEX or base.DEC, names))
 end

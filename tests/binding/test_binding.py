@@ -352,8 +352,3 @@ def test_no_unconfirmed_value_is_hard_coded_in_the_package():
             if re.search(pattern, code):
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}: {value!r} (binding {key})")
     assert not offenders, "read these from the binding instead:\n" + "\n".join(offenders)
-
-
-@pytest.mark.parametrize("profile", sorted((PACKAGE.parent / "profiles").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_profiles_load(profile):
-    load_binding(profile)

@@ -174,7 +174,7 @@ def _expected_tlv(layout: Layout, entry: dict[str, Any]) -> dict[str, Any]:
         if "unknown_bits" in decoded:
             fields["emsdp.ue_config.unknown_bits"] = decoded["unknown_bits"]
     elif kind == "hse_config":
-        tables = {"service": layout.services, "mode": layout.modes}
+        tables = {"service": layout.services, "mode": layout.modes, "key_agreement": layout.key_agreement_bits}
         for name in layout.hse_config_fields:
             value = decoded[name]
             fields[f"emsdp.hse_config.{name}"] = tables[name][value] if isinstance(value, str) else value

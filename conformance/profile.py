@@ -1,0 +1,257 @@
+"""The SUT profile: what the system under test is, where it listens, what it claims (PICS), the test data it
+needs (PIXIT), binding overrides and, for the embedded reference SUTs, how they behave.
+
+A broken profile gets every problem at once, each with its path in the file and what is expected, e.g.
+`pixit.subscribers[0].k: expected 16 octets as hex (32 hex digits), got 'zz'`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from conformance.binding import Binding, BindingError, load_binding
+from conformance.reference.faults import UnknownFault, parse_faults
+
+
+class ProfileError(ValueError):
+    """Everything wrong with a profile; `problems` has one line per problem, each starting with its path."""
+
+    def __init__(self, problems: list[str], origin: str):
+        self.problems = problems
+        self.origin = origin
+        super().__init__(f"{origin}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _hex(octets: int | None) -> Any:
+    def parse(value: Any) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        text = str(value).replace(" ", "").replace(":", "")
+        want = f"{octets} octets as hex ({2 * octets} hex digits)" if octets else "octets as hex"
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise ValueError(f"expected {want}, got {value!r}") from None
+        if octets is not None and len(raw) != octets:
+            raise ValueError(f"expected {want}, got {len(raw)} octets")
+        return raw
+
+    return BeforeValidator(parse)
+
+
+Hex = Annotated[bytes, _hex(None)]
+Key128 = Annotated[bytes, _hex(16)]
+Sqn = Annotated[bytes, _hex(6)]
+Amf = Annotated[bytes, _hex(2)]
+Digits = Annotated[str, Field(pattern=r"^[0-9]{6,15}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sut(Strict):
+    kind: Literal["hse", "emks", "emse"]
+    vendor: str
+    product: str
+    version: str = ""
+
+
+class UdpEndpoint(Strict):
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535, description="default: the binding's transport.udp_port")
+
+
+class Endpoints(Strict):
+    hse: UdpEndpoint | None = None
+    key_server: str | None = Field(None, pattern=r"^https://", description="base URL of the key-server REST")
+
+
+class Tls(Strict):
+    """PEM files for the key-server interface; for the reference SUTs generated on first use when absent."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+class Subscriber(Strict):
+    imsi: Digits
+    k: Key128
+    op: Key128 | None = None
+    opc: Key128 | None = None
+    sqn: Sqn = bytes(6)  # the SQN both sides start from
+    amf: Amf = bytes.fromhex("8000")  # separation bit set
+    key_agreements: list[str] = ["umts", "5g_aka"]
+    services: list[str] = ["key_agreement_only", "up_integrity", "up_confidential"]
+    modes: list[str] = ["ue_to_hse", "ue_to_eas"]
+    eas_ids: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_operator_key(self) -> Subscriber:
+        if (self.op is None) == (self.opc is None):
+            raise ValueError("give exactly one of op and opc")
+        return self
+
+
+class HomeNetworkKey(Strict):
+    id: int = Field(ge=0, le=255)
+    profile: Literal["A", "B"]
+    public_key: Hex
+    private_key: Hex | None = None  # only the home network (the reference HSE) has it
+
+
+class Pics(Strict):
+    """What the SUT claims to support; cases that need more are 'not applicable'."""
+
+    key_agreements: list[str] = ["umts", "5g_aka"]
+    identities: list[Literal["imsi", "suci"]] = ["imsi"]
+    suci_profiles: list[Literal["A", "B"]] = []
+    services: list[str] = ["key_agreement_only", "up_integrity", "up_confidential"]
+    modes: list[str] = ["ue_to_hse"]
+    manage_keys_from_hse: bool = True
+    manage_keys_from_ue: bool = True
+    terminate_from_hse: bool = True
+    eas_interface: bool = True
+
+
+class Pixit(Strict):
+    """Test data and tolerances the harness needs to run against this SUT."""
+
+    subscribers: list[Subscriber] = Field(min_length=1)
+    home_network_keys: list[HomeNetworkKey] = []
+    serving_network_name: str = "5G:mnc001.mcc001.3gppnetwork.org"
+    eas_id: str = "eas.example.com"
+    reply_timeout: float = Field(2.0, gt=0)
+
+
+class Reference(Strict):
+    """How an embedded reference SUT behaves (ignored for a vendor's SUT)."""
+
+    faults: list[str] = []
+    rekey_after_up_messages: int | None = Field(None, ge=1, description="HSE starts Manage Keys after N UP messages")
+    idle_timeout: float | None = Field(None, gt=0, description="HSE terminates a session idle this long (s)")
+
+
+class Profile(Strict):
+    sut: Sut
+    endpoints: Endpoints = Endpoints()
+    tls: Tls = Tls()
+    pics: Pics = Pics()
+    pixit: Pixit
+    binding: dict[str, Any] = {}
+    reference: Reference = Reference()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class LoadedProfile:
+    """A validated profile with its effective binding and the file it came from."""
+
+    def __init__(self, profile: Profile, binding: Binding, path: Path | None):
+        self.profile = profile
+        self.binding = binding
+        self.path = path
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.profile, name)
+
+    @property
+    def hse_endpoint(self) -> tuple[str, int]:
+        hse = self.profile.endpoints.hse or UdpEndpoint()
+        return hse.host, hse.port or self.binding["transport.udp_port"]
+
+
+def load_profile(source: str | Path | dict[str, Any]) -> LoadedProfile:
+    """Read and validate a profile (a YAML file or a mapping). Raises ProfileError listing every problem."""
+    origin, path = ("profile", None) if isinstance(source, dict) else (str(source), Path(source))
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ProfileError([f"cannot read: {exc.strerror}"], origin) from None
+        except yaml.YAMLError as exc:
+            raise ProfileError([f"not valid YAML: {exc}"], origin) from None
+    else:
+        data = source
+    if not isinstance(data, dict):
+        raise ProfileError(["expected a mapping with sut, pixit and the other sections"], origin)
+
+    problems: list[str] = []
+    profile = None
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        problems += [f"{_path(e['loc'])}: {_message(e)}" for e in exc.errors()]
+    binding = None
+    try:
+        binding = load_binding(data.get("binding") or {})
+    except BindingError as exc:
+        problems += [f"binding.{p.removeprefix('overrides: ')}" for p in exc.problems]
+    problems += _check_against_binding(data, binding or load_binding())  # the defaults' names if overrides fail
+    if problems:
+        raise ProfileError(problems, origin)
+    return LoadedProfile(profile, binding, path)
+
+
+def _check_against_binding(data: dict[str, Any], binding: Binding) -> list[str]:
+    """Names a profile uses must be ones the binding knows (services, modes, key agreements) or the catalogue
+    knows (faults). Works on the raw data so that these problems are listed with the structural ones."""
+    vocab = {
+        "services": set(binding.section("emsdp.hse_config.services")),
+        "modes": set(binding.section("emsdp.hse_config.modes")),
+        "key_agreements": set(binding.section("keys.root_by_key_agreement")),
+    }
+    pixit = data.get("pixit") if isinstance(data.get("pixit"), dict) else {}
+    subscribers = pixit.get("subscribers") if isinstance(pixit.get("subscribers"), list) else []
+    places = [("pics", data.get("pics"))] + [(f"pixit.subscribers[{i}]", s) for i, s in enumerate(subscribers)]
+    problems = []
+    for where, holder in places:
+        if not isinstance(holder, dict):
+            continue
+        for field, known in vocab.items():
+            names = holder.get(field)
+            for i, name in enumerate(names if isinstance(names, list) else []):
+                if name not in known:
+                    problems.append(f"{where}.{field}[{i}]: {name!r} is not one of {', '.join(sorted(known))}")
+    reference = data.get("reference") if isinstance(data.get("reference"), dict) else {}
+    faults = reference.get("faults")
+    if isinstance(faults, list):
+        try:
+            parse_faults(str(f) for f in faults)
+        except UnknownFault as exc:
+            problems.append(f"reference.faults: {exc}")
+    return problems
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top)"
+
+
+SECRET_FIELDS = {"k", "op", "opc", "private_key", "key"}
+
+
+def _message(error: dict[str, Any]) -> str:
+    """Pydantic's error as a sentence; the offending value is quoted unless it is, or holds, a secret."""
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "missing":
+        return "required field missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "string_pattern_mismatch":
+        message = f"expected {'6 to 15 digits' if '0-9' in str(error.get('ctx', {})) else 'another format'}"
+    got = error.get("input")
+    field = error["loc"][-1] if error["loc"] else None
+    if isinstance(got, dict | list) or got is None:
+        return message  # a whole object: may hold secrets, and the path says which one
+    if field in SECRET_FIELDS:
+        got_text = f"got {len(str(got))} characters (not shown: a secret)"
+        return message.replace(f"got {got!r}", got_text) if "got" in message else f"{message}, {got_text}"
+    return message if "got" in message else f"{message}, got {got!r}"

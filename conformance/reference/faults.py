@@ -1,0 +1,72 @@
+"""The fault catalogue: named, documented deviations a real implementation could plausibly have.
+
+Each reference SUT switches faults on by name (profile or command line). `best-conformance selftest` runs the
+suites against every fault: a fault no case catches is a hole in the suites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    component: str  # hse | keyserver
+    layer: str  # codec | protocol | crypto | keyserver
+    description: str  # what the faulty SUT does, and what a checker sees on the wire
+
+
+CATALOGUE: tuple[Fault, ...] = (
+    # -- codec -------------------------------------------------------------------------------------------
+    Fault("wrong_tlv_tag", "hse", "codec", "Session Start carries RAND under a tag the binding does not define"),
+    Fault("wrong_tlv_length", "hse", "codec", "the AUTN TLV's length field says one octet less than it carries"),
+    Fault("tlv_order_swapped", "hse", "codec", "Session Start lists its TLVs in reverse binding order"),
+    # -- protocol ----------------------------------------------------------------------------------------
+    Fault("missing_mandatory_tlv", "hse", "protocol", "Session Start is sent without its AUTN TLV"),
+    Fault("wrong_reply_command", "hse", "protocol", "a Session Request is answered with a Manage Keys Request"),
+    Fault("no_reply", "hse", "protocol", "Session Requests are silently ignored"),
+    Fault("reply_from_wrong_port", "hse", "protocol", "replies come from another UDP port than the one asked"),
+    Fault("no_reject_on_unknown_command", "hse", "protocol", "unknown commands are dropped, not rejected"),
+    Fault("session_id_zero", "hse", "protocol", "Session Start allocates Session ID 0, the 'no session' value"),
+    # -- crypto ------------------------------------------------------------------------------------------
+    Fault("wrong_fc", "hse", "crypto", "KInt is derived with the wrong FC, so every key below it differs"),
+    Fault("wrong_kdf_key", "hse", "crypto", "KInt_EAS_PSK is keyed with CK‖IK instead of KInt"),
+    Fault("bad_autn_mac", "hse", "crypto", "AUTN carries a corrupted MAC-A"),
+    Fault("stale_sqn", "hse", "crypto", "every vector reuses the subscriber's current SQN instead of a fresh one"),
+    Fault("mac_not_verified", "hse", "crypto", "messages with a wrong MAC are accepted"),
+    Fault("replay_accepted", "hse", "crypto", "counters are not checked: a replayed message is accepted again"),
+    Fault("wrong_truncation", "hse", "crypto", "algorithm keys keep the most instead of the least significant bits"),
+    Fault("res_not_checked", "hse", "crypto", "a Session Start Confirmation with a wrong RES is accepted"),
+    Fault("resync_ignored", "hse", "crypto", "AUTS is ignored: the next vector is as stale as the last"),
+    # -- key server --------------------------------------------------------------------------------------
+    Fault("client_cert_not_required", "keyserver", "keyserver", "TLS accepts clients without a certificate"),
+    Fault(
+        "cert_identity_not_checked",
+        "keyserver",
+        "keyserver",
+        "a client may register an id other than its certificate's identity",
+    ),
+    Fault("wrong_register_status", "keyserver", "keyserver", "registration answers 200 instead of 201 Created"),
+    Fault("key_id_ignored", "keyserver", "keyserver", "a key request returns the newest key whatever key id it names"),
+    Fault("past_keys_not_kept", "keyserver", "keyserver", "only the newest key per UE is kept"),
+    Fault("xml_entities_expanded", "keyserver", "keyserver", "XML bodies are parsed with entity expansion"),
+    Fault("session_not_deleted", "keyserver", "keyserver", "DELETE answers success but the session stays usable"),
+)
+
+BY_NAME = {f.name: f for f in CATALOGUE}
+
+
+class UnknownFault(ValueError):
+    pass
+
+
+def parse_faults(names: Iterable[str], component: str | None = None) -> frozenset[str]:
+    """Validate fault names (for one component, if given); an unknown one is named with the known ones."""
+    chosen = frozenset(n.strip() for n in names if n.strip())
+    known = {f.name for f in CATALOGUE if component is None or f.component == component}
+    unknown = sorted(chosen - known)
+    if unknown:
+        raise UnknownFault(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return chosen
