@@ -1,0 +1,68 @@
+"""Protecting and checking whole EMSDP messages: which octets the MAC covers, its COUNT, which key.
+
+One home for what the UE role and the reference HSE must agree on, on top of `crypto.protect`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from conformance.crypto.protect import Protection
+from conformance.emsdp.codec import Codec
+from conformance.emsdp.layers import EmsdpPacket
+
+
+class MessageSecurity:
+    def __init__(self, codec: Codec, binding: Mapping[str, Any]):
+        self.codec = codec
+        self.layout = codec.layout
+        self.protection = Protection.from_binding(binding)
+        self.key_names = {
+            use: binding[f"protection.keys.{use}"]
+            for use in ("cp_integrity", "cp_ciphering", "up_integrity", "up_ciphering")
+        }
+
+    def key(self, keys: Mapping[str, bytes], plane: str, use: str) -> bytes:
+        """The session key that protects `plane` ('cp'/'up') for `use` ('integrity'/'ciphering')."""
+        return keys[self.key_names[f"{plane}_{use}"]]
+
+    def split(self, packet: EmsdpPacket) -> tuple[bytes, bytes]:
+        """(header, body) octets of a message as the MAC covers them; the MAC itself is not included."""
+        raw = bytes(packet)
+        header_len = self.layout.header_bytes(packet.plane, packet.scheme)
+        end = len(raw) - (self.layout.mac_bytes if self.layout.mac_present(packet.key_id) else 0)
+        return raw[:header_len], raw[header_len:end]
+
+    def count(self, packet: EmsdpPacket, direction: str) -> bytes:
+        bits = self.layout.counter_bits[packet.plane][packet.scheme]
+        return self.protection.count(packet.session_id, packet.counter, bits, direction)
+
+    def seal(self, packet: EmsdpPacket, keys: Mapping[str, bytes], direction: str) -> EmsdpPacket:
+        """Set the MAC of a message whose header (Key ID, counter, Session ID) and body are final."""
+        header, body = self.split(packet)
+        key = self.key(keys, packet.plane, "integrity")
+        packet.mac = self.protection.mac(key, self.count(packet, direction), header, body)
+        return packet
+
+    def verify(self, packet: EmsdpPacket, keys: Mapping[str, bytes], direction: str) -> bool:
+        if not self.layout.mac_present(packet.key_id):
+            return False
+        header, body = self.split(packet)
+        key = self.key(keys, packet.plane, "integrity")
+        return self.protection.verify(key, self.count(packet, direction), header, body, packet.mac)
+
+    def crypt(
+        self,
+        data: bytes,
+        keys: Mapping[str, bytes],
+        plane: str,
+        session_id: int,
+        counter: int,
+        scheme: int,
+        direction: str,
+    ) -> bytes:
+        """Cipher or decipher a body under the plane's ciphering key and the message's COUNT."""
+        bits = self.layout.counter_bits[plane][scheme]
+        count = self.protection.count(session_id, counter, bits, direction)
+        return self.protection.crypt(self.key(keys, plane, "ciphering"), count, data)

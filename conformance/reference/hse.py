@@ -1,0 +1,567 @@
+"""The reference HSE, UE side: an asyncio UDP server speaking EMSDP as the binding defines it.
+
+What it does where TS 33.163 is silent is the binding's assumption, and beyond that the choices below:
+- Session Request -> Session Start (RAND, AUTN, HSE configuration, request checksum) on a new Session ID with
+  Key ID 1 for the keys the AKA run yields; Session Start itself carries Key ID 0 (the UE has no keys yet).
+- Start Confirmation (Key ID 1, MAC) carries RES; with Key ID 0 it may carry AUTS instead, and the HSE
+  resynchronises and sends a new Session Start. Key-agreement-only sessions require it (seed 003); for the
+  user-plane services the first valid protected message confirms the session implicitly.
+- Manage Keys: the HSE sends a Request (RAND, AUTN) after `rekey_after_up_messages` UP messages or when the
+  UE asks with an empty Request; the new keys apply from the next session (seed 003), but the EAS can fetch
+  the new KInt_EAS_PSK at once.
+- UP data in UE-to-HSE mode is verified, deciphered (confidential service) and echoed back protected in
+  the downlink; in UE-to-EAS mode it is passed on unchanged to the EAS, if one is configured.
+- Errors: Message Reject with the binding's cause, or silent discard where `emsdp.error_reaction` says so.
+  Whatever arrives, the server keeps serving: a datagram that breaks the handler is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from conformance.binding import load_binding
+from conformance.crypto.aka import AuthError, AuthVector
+from conformance.crypto.keys import KeyHierarchy, key_identifier
+from conformance.crypto.protect import DOWNLINK, UPLINK
+from conformance.emsdp.codec import Codec
+from conformance.emsdp.secure import MessageSecurity
+from conformance.emsdp.values import decode_imsi, decode_ue_config, encode_hse_config
+from conformance.profile import LoadedProfile
+from conformance.reference.faults import parse_faults
+from conformance.reference.subscribers import SubscriberDb, SubscriberState, UnknownSubscriber
+
+log = logging.getLogger("best-conformance.hse")
+
+SESSION_KEY_ID = 1  # the key set a Session Start establishes (3-bit Key ID; 0 = no keys, TS 33.163 6.2.2)
+KEY_AGREEMENT_PREFERENCE = ("5g_aka", "eps", "umts", "eap_aka_prime")
+
+
+class Reject(Exception):
+    """Stop handling a message and answer (or not) per the binding's error reaction for `cause`."""
+
+    def __init__(self, cause: str, reason: str, reaction: str = "reject"):
+        super().__init__(reason)
+        self.cause, self.reaction = cause, reaction
+
+
+@dataclass
+class Session:
+    id: int
+    addr: tuple[str, int]
+    subscriber: SubscriberState
+    scheme: int
+    service: str
+    mode: str
+    key_agreement: str
+    eas_id: str
+    vector: AuthVector
+    keys: dict[str, bytes]
+    request: bytes  # the Session Request, whose checksum every Session Start of this session carries
+    snn: bytes | None  # serving network name, an input of the 5G root keys
+    confirmed: bool = False
+    ue_cp_counter: int = -1
+    ue_up_counter: int = -1
+    hse_cp_counter: int = 0
+    hse_up_counter: int = 0
+    up_messages: int = 0
+    pending: AuthVector | None = None  # a Manage Keys run in progress
+    last_activity: float = field(default_factory=time.monotonic)
+
+
+class EasKeyStore:
+    """KInt_EAS_PSK per (EAS id, UE id, key id), the last `past_keys_kept` per UE and EAS: what the HSE's
+    EAS-facing key server hands out (TS 33.163 Annex B)."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self._keys: dict[tuple[str, str], list[tuple[bytes, bytes]]] = {}
+        self.lock = threading.Lock()
+
+    def add(self, eas_id: str, ue_id: str, key_id: bytes, key: bytes) -> None:
+        with self.lock:
+            entries = self._keys.setdefault((eas_id, ue_id), [])
+            entries.append((key_id, key))
+            del entries[: -self.keep]
+
+    def lookup(self, client_id: str, ue_id: str, key_id: bytes) -> bytes | None:
+        with self.lock:
+            return next((k for kid, k in reversed(self._keys.get((client_id, ue_id), [])) if kid == key_id), None)
+
+    def latest(self, client_id: str, ue_id: str) -> tuple[bytes, bytes] | None:
+        with self.lock:
+            entries = self._keys.get((client_id, ue_id))
+            return entries[-1] if entries else None
+
+
+class ReferenceHse(asyncio.DatagramProtocol):
+    def __init__(self, profile: LoadedProfile, faults: frozenset[str] = frozenset()):
+        self.profile = profile
+        self.faults = faults | parse_faults(profile.reference.faults, "hse")
+        self.binding = profile.binding
+        self.codec = Codec(self.binding)
+        self.layout = self.codec.layout
+        self.security = MessageSecurity(self.codec, self.binding)
+        self.hierarchy = KeyHierarchy.from_binding(self._derivation_binding())
+        self.db = SubscriberDb(profile, stale_sqn="stale_sqn" in self.faults)
+        self.eas_keys = EasKeyStore(self.binding["rest.past_keys_kept"])
+        self.sessions: dict[int, Session] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+        self.alt_transport: asyncio.DatagramTransport | None = None  # reply_from_wrong_port
+        self.errors = 0
+        self._next_session = 1
+
+    def _derivation_binding(self) -> Any:
+        """The crypto faults are wrong derivations: express them as binding changes, so the faulty HSE uses
+        exactly the same code as the faithful one."""
+        overrides: dict[str, Any] = dict(self.profile.profile.binding)
+        if "wrong_fc" in self.faults:
+            overrides["keys.derivations.kint.fc"] = self.binding["keys.derivations.kint.fc"] ^ 0x01
+        if "wrong_kdf_key" in self.faults:
+            overrides["keys.derivations.kint_eas_psk.key"] = "ck_ik"
+        if "wrong_truncation" in self.faults:
+            for name in ("kint_enc", "kint_int", "ke2m_enc", "ke2m_int"):
+                overrides[f"keys.derivations.{name}.take"] = "msb"
+        return load_binding(overrides)
+
+    # ---- transport ---------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.handle(data, addr)
+        except Exception:  # the reference must stay up whatever it receives
+            self.errors += 1
+            log.exception("dropped a datagram from %s that broke the handler", addr)
+
+    def send(self, message: Any, addr: tuple[str, int]) -> None:
+        raw = bytes(message)
+        transport = self.alt_transport if "reply_from_wrong_port" in self.faults and self.alt_transport else None
+        (transport or self.transport).sendto(raw, addr)  # type: ignore[union-attr]
+
+    # ---- dispatch ----------------------------------------------------------------------------------
+
+    def handle(self, data: bytes, addr: tuple[str, int]) -> None:
+        session = next((s for s in self.sessions.values() if s.addr == addr), None)
+        packet = self.codec.decode(data, session.scheme if session else None)
+        if getattr(packet, "session_id", 0) in self.sessions:  # the session's counter scheme, if it differs
+            session = self.sessions[packet.session_id]
+            if session.scheme != packet.scheme:
+                packet = self.codec.decode(data, session.scheme)
+        if isinstance(packet, self.codec.layers.truncated):
+            log.info("discarded %d octets from %s: %s", len(data), addr, packet.problems)
+            return
+        try:
+            if packet.plane == "up":
+                self.on_user_plane(packet, addr)
+            else:
+                self.on_control_plane(packet, addr)
+        except Reject as reject:
+            log.info("%s from %s: %s (%s)", reject.cause, addr, reject, reject.reaction)
+            if reject.reaction == "reject":
+                self.reject(packet, addr, reject.cause)
+
+    def on_control_plane(self, packet: Any, addr: tuple[str, int]) -> None:
+        names = self.layout.command_names()
+        command = names.get(packet.cmd)
+        if command is None:
+            reaction = "discard" if "no_reject_on_unknown_command" in self.faults else self._reaction("unknown_command")
+            raise Reject("unknown_command", f"unknown command {packet.cmd:#04x}", reaction)
+        if any(p.startswith(("truncated", "short", "over-long", "undecodable")) for p in packet.problems):
+            raise Reject("invalid_tlv", "; ".join(packet.problems))
+        if command == "session_request":
+            self.on_session_request(packet, addr)
+            return
+        session = self.sessions.get(packet.session_id)
+        if session is None:
+            raise Reject("unknown_session", f"no session {packet.session_id}", self._reaction("unknown_session"))
+        session.addr = addr
+        if not (command == "session_start_confirmation" and packet.key_id == 0):
+            self.verify(session, packet, "cp")
+        handler = {
+            "session_start_confirmation": self.on_start_confirmation,
+            "manage_keys_request": self.on_manage_keys_request,
+            "manage_keys_response": self.on_manage_keys_response,
+            "session_terminate_request": self.on_terminate_request,
+            "session_terminate_response": self.on_terminate_response,
+            "message_reject": lambda s, p: log.info("UE rejected: %s", self.codec.describe(p)["tlvs"]),
+        }.get(command)
+        if handler is None:  # a command the UE does not send
+            raise Reject("unknown_command", f"{command} is not expected from a UE", self._reaction("unknown_command"))
+        handler(session, packet)
+
+    def _reaction(self, error_class: str) -> str:
+        return self.binding[f"emsdp.error_reaction.{error_class}"]
+
+    # ---- protection --------------------------------------------------------------------------------
+
+    def verify(self, session: Session, packet: Any, plane: str) -> None:
+        """Key ID, MAC and counter freshness of a received protected message."""
+        if packet.key_id != SESSION_KEY_ID:
+            raise Reject("invalid_mac", f"Key ID {packet.key_id} is not the session's", self._reaction("invalid_mac"))
+        if "mac_not_verified" not in self.faults and not self.security.verify(packet, session.keys, UPLINK):
+            raise Reject("invalid_mac", "MAC does not verify", self._reaction("invalid_mac"))
+        seen = session.ue_cp_counter if plane == "cp" else session.ue_up_counter
+        if "replay_accepted" not in self.faults and packet.counter <= seen:
+            raise Reject(
+                "replayed_counter", f"counter {packet.counter} not above {seen}", self._reaction("replayed_counter")
+            )
+        if plane == "cp":
+            session.ue_cp_counter = packet.counter
+        else:
+            session.ue_up_counter = packet.counter
+        session.confirmed = session.confirmed or session.service != "key_agreement_only"
+        session.last_activity = time.monotonic()
+
+    def protected(self, session: Session, command: str, tlvs: list[tuple[str, bytes]]) -> Any:
+        """A downlink CP message under the session's keys: Key ID, next HSE counter, MAC."""
+        counter = session.hse_cp_counter = session.hse_cp_counter + 1
+        message = self.codec.cp(
+            command,
+            tlvs,
+            scheme=session.scheme,
+            key_id=SESSION_KEY_ID,
+            counter=counter,
+            session_id=session.id,
+            mac=bytes(self.layout.mac_bytes),
+        )
+        return self.security.seal(message, session.keys, DOWNLINK)
+
+    def reject(self, packet: Any, addr: tuple[str, int], cause: str) -> None:
+        tlvs = [("cause", bytes([self.layout.causes[cause]]))]
+        if getattr(packet, "cmd", None) is not None:
+            tlvs.append(("rejected_command", bytes([packet.cmd])))
+        session = self.sessions.get(getattr(packet, "session_id", 0))
+        if session is not None and session.addr == addr:
+            self.send(self.protected(session, "message_reject", tlvs), addr)
+        else:
+            self.send(self.codec.cp("message_reject", tlvs, key_id=0, counter=0, session_id=0), addr)
+
+    # ---- Session Request -> Session Start ----------------------------------------------------------
+
+    def on_session_request(self, packet: Any, addr: tuple[str, int]) -> None:
+        if "no_reply" in self.faults:
+            return
+        if packet.session_id != 0:
+            raise Reject("unknown_session", "a Session Request must carry Session ID 0")
+        tlvs = {t.tag_name: t.value for t in packet.tlvs if getattr(t, "tag_name", None)}
+        for needed in self.binding["emsdp.tlv_lists.session_request_mandatory"]:
+            if not any(alt in tlvs for alt in needed.split("|")):
+                raise Reject("missing_mandatory_tlv", f"no {needed} TLV", self._reaction("missing_mandatory_tlv"))
+        try:
+            ue = decode_ue_config(self.layout, tlvs["ue_config"])
+            eas_id = tlvs["enterprise_setup"].decode("utf-8")
+            subscriber = self.db.by_suci(tlvs["suci"]) if "suci" in tlvs else self.db.by_imsi(decode_imsi(tlvs["imsi"]))
+        except UnknownSubscriber as exc:
+            raise Reject("unknown_subscriber", str(exc)) from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Reject("invalid_tlv", str(exc)) from None
+        # TS 33.163 6.2.6.1.1 [C]: Serving Network is mandatory with 5G authentication or confidentiality
+        if "serving_network" not in tlvs and ("5g_aka" in ue["key_agreements"] or ue["confidentiality_requested"]):
+            raise Reject("missing_mandatory_tlv", "no Serving Network TLV", self._reaction("missing_mandatory_tlv"))
+        if eas_id not in subscriber.config.eas_ids:
+            raise Reject("unknown_eas", f"EAS {eas_id!r} not allowed for {subscriber.imsi}")
+        snn = tlvs.get("serving_network")
+        agreement = self._key_agreement(ue["key_agreements"], subscriber, snn)
+        service = self._service(ue["confidentiality_requested"], subscriber)
+        self.start_session(subscriber, addr, bytes(packet), agreement, service, eas_id, snn)
+
+    def _key_agreement(self, offered: list[str], subscriber: SubscriberState, snn: bytes | None) -> str:
+        usable = {"umts"} | ({"5g_aka", "eap_aka_prime"} if snn else set())
+        if self.layout.serving_network_encoding == "plmn_id" and snn:
+            usable |= {"eps"}
+        for name in KEY_AGREEMENT_PREFERENCE:
+            if name in offered and name in subscriber.config.key_agreements and name in usable:
+                return name
+        raise Reject("service_not_allowed", f"no common key agreement in {offered}")
+
+    def _service(self, confidentiality: bool, subscriber: SubscriberState) -> str:
+        allowed = subscriber.config.services
+        for name in (["up_confidential"] if confidentiality else []) + ["up_integrity", "key_agreement_only"]:
+            if name in allowed:
+                return name
+        raise Reject("service_not_allowed", "no service allowed for this subscriber")
+
+    def start_session(
+        self,
+        subscriber: SubscriberState,
+        addr: tuple[str, int],
+        request: bytes,
+        agreement: str,
+        service: str,
+        eas_id: str,
+        snn: bytes | None,
+        session_id: int | None = None,
+    ) -> None:
+        vector = subscriber.next_vector()
+        if session_id is None:
+            session_id = 0 if "session_id_zero" in self.faults else self._allocate_session_id()
+        keys = self._derive(vector, agreement, eas_id, snn)
+        session = Session(
+            session_id,
+            addr,
+            subscriber,
+            self.layout.default_scheme,
+            service,
+            subscriber.config.modes[0],
+            agreement,
+            eas_id,
+            vector,
+            keys,
+            request,
+            snn,
+        )
+        self.sessions[session_id] = session
+        if service != "key_agreement_only":  # key agreement only: the EAS key waits for the confirmation
+            self._publish_eas_key(session, vector, keys)
+        self.send(self._session_start(session), addr)
+
+    def _allocate_session_id(self) -> int:
+        limit = 1 << self.layout.field_bits["session_id"]
+        while self._next_session in self.sessions or self._next_session == 0:
+            self._next_session = self._next_session % (limit - 1) + 1
+        session_id, self._next_session = self._next_session, self._next_session % (limit - 1) + 1
+        return session_id
+
+    def _derive(self, vector: AuthVector, agreement: str, eas_id: str, snn: bytes | None) -> dict[str, bytes]:
+        inputs = {
+            "rand": vector.rand,
+            "sqn_xor_ak": vector.sqn_xor_ak,
+            "eas_id": eas_id.encode("utf-8"),
+            "enc_alg_id": bytes([self.binding["protection.algorithm_ids.ciphering"]]),
+            "int_alg_id": bytes([self.binding["protection.algorithm_ids.integrity"]]),
+        }
+        if snn is not None:
+            inputs["snn"] = snn
+        derived, _ = self.hierarchy.derive_all(ck=vector.ck, ik=vector.ik, key_agreement=agreement, inputs=inputs)
+        return {name: d.value for name, d in derived.items()}
+
+    def _request_checksum(self, request: bytes, keys: dict[str, bytes]) -> bytes:
+        size = self.binding["emsdp.request_checksum.bytes"]
+        if self.binding["emsdp.request_checksum.algorithm"] == "hmac-sha256":
+            key = keys[self.binding["protection.keys.cp_integrity"]]
+            return hmac.digest(key, request, hashlib.sha256)[:size]
+        return hashlib.sha256(request).digest()[:size]
+
+    def _session_start(self, session: Session) -> Any:
+        vector = session.vector
+        autn = vector.autn
+        if "bad_autn_mac" in self.faults:
+            autn = autn[:-1] + bytes([autn[-1] ^ 0x01])
+        hse_config = encode_hse_config(
+            self.layout,
+            service=session.service,
+            mode=session.mode,
+            key_agreement=session.key_agreement,
+            counter_scheme=session.scheme,
+            mac_bits=self.layout.mac_bytes * 8,
+            integrity_algorithm=self.binding["protection.algorithm_ids.integrity"],
+            ciphering_algorithm=self.binding["protection.algorithm_ids.ciphering"],
+            flags=self.layout.start_confirmation_flag if session.service == "key_agreement_only" else 0,
+        )
+        checksum = self._request_checksum(session.request, session.keys)
+        tlvs = [("rand", vector.rand), ("autn", autn), ("hse_config", hse_config), ("request_checksum", checksum)]
+        if "missing_mandatory_tlv" in self.faults:
+            tlvs = [t for t in tlvs if t[0] != "autn"]
+        if "tlv_order_swapped" in self.faults:
+            tlvs.reverse()
+        items: list[Any] = [self.codec.tlv(name, value) for name, value in tlvs]
+        if "wrong_tlv_tag" in self.faults:
+            items[0].tag = max(self.layout.tags.values()) + 0x40
+        if "wrong_tlv_length" in self.faults:
+            for item in items:
+                if item.tag == self.layout.tags["autn"]:
+                    item.length = len(item.value) - 1
+        command = "manage_keys_request" if "wrong_reply_command" in self.faults else "session_start"
+        session.hse_cp_counter += 1
+        return self.codec.cp(command, items, key_id=0, counter=session.hse_cp_counter, session_id=session.id)
+
+    def _publish_eas_key(self, session: Session, vector: AuthVector, keys: dict[str, bytes]) -> None:
+        kid = key_identifier(
+            self.binding["keys.key_identifier.scheme"],
+            self.binding["keys.key_identifier.bits"],
+            rand=vector.rand,
+            key=keys.get(self.binding["keys.key_identifier.hash_of"]),
+            hash_name=self.binding["keys.key_identifier.hash"],
+        )
+        self.eas_keys.add(session.eas_id, session.subscriber.imsi, kid, keys["kint_eas_psk"])
+
+    # ---- procedures on a session -------------------------------------------------------------------
+
+    def on_start_confirmation(self, session: Session, packet: Any) -> None:
+        tlvs = {t.tag_name: t.value for t in packet.tlvs if getattr(t, "tag_name", None)}
+        if "auts" in tlvs and packet.key_id == 0:
+            if "resync_ignored" not in self.faults:
+                try:
+                    session.subscriber.resynchronise(
+                        session.vector.rand, tlvs["auts"], bytes.fromhex(self.binding["aka.resync_amf"])
+                    )
+                except AuthError as exc:
+                    raise Reject("synch_failure", str(exc)) from None
+            del self.sessions[session.id]
+            self.start_session(
+                session.subscriber,
+                session.addr,
+                session.request,
+                session.key_agreement,
+                session.service,
+                session.eas_id,
+                session.snn,
+                session.id,
+            )
+            return
+        if packet.key_id == 0:
+            raise Reject(
+                "invalid_mac", "a Start Confirmation with RES must be protected", self._reaction("invalid_mac")
+            )
+        res = tlvs.get("res")
+        if res is None:
+            raise Reject("missing_mandatory_tlv", "no RES TLV", self._reaction("missing_mandatory_tlv"))
+        if res != session.vector.xres and "res_not_checked" not in self.faults:
+            del self.sessions[session.id]
+            raise Reject("authentication_failure", "RES differs from XRES")
+        session.confirmed = True
+        if session.service == "key_agreement_only":
+            self._publish_eas_key(session, session.vector, session.keys)
+
+    def on_manage_keys_request(self, session: Session, packet: Any) -> None:
+        """The UE asks for new keys: the HSE runs a new AKA (its own Manage Keys Request)."""
+        self.start_manage_keys(session)
+
+    def start_manage_keys(self, session: Session) -> None:
+        session.pending = session.subscriber.next_vector()
+        vector = session.pending
+        self.send(
+            self.protected(session, "manage_keys_request", [("rand", vector.rand), ("autn", vector.autn)]), session.addr
+        )
+
+    def on_manage_keys_response(self, session: Session, packet: Any) -> None:
+        pending = session.pending
+        if pending is None:
+            raise Reject("unknown_command", "no Manage Keys in progress")
+        tlvs = {t.tag_name: t.value for t in packet.tlvs if getattr(t, "tag_name", None)}
+        if "auts" in tlvs:
+            try:
+                session.subscriber.resynchronise(
+                    pending.rand, tlvs["auts"], bytes.fromhex(self.binding["aka.resync_amf"])
+                )
+            except AuthError as exc:
+                raise Reject("synch_failure", str(exc)) from None
+            self.start_manage_keys(session)
+            return
+        if tlvs.get("res") != pending.xres and "res_not_checked" not in self.faults:
+            session.pending = None
+            raise Reject("authentication_failure", "RES differs from XRES")
+        session.pending = None
+        new_keys = self._derive(pending, session.key_agreement, session.eas_id, session.snn)
+        self._publish_eas_key(session, pending, new_keys)  # the session keeps its keys (seed 003: next session)
+
+    def on_terminate_request(self, session: Session, packet: Any) -> None:
+        self.send(self.protected(session, "session_terminate_response", []), session.addr)
+        del self.sessions[session.id]
+
+    def on_terminate_response(self, session: Session, packet: Any) -> None:
+        self.sessions.pop(session.id, None)
+
+    # ---- user plane --------------------------------------------------------------------------------
+
+    def on_user_plane(self, packet: Any, addr: tuple[str, int]) -> None:
+        session = self.sessions.get(packet.session_id)
+        if session is None:
+            raise Reject("unknown_session", f"no session {packet.session_id}", self._reaction("unknown_session"))
+        if session.mode == "ue_to_eas":
+            return  # pass-through to an EAS user-plane endpoint: none configured in the reference
+        self.verify(session, packet, "up")
+        data = packet.data
+        if session.service == "up_confidential":
+            data = self.security.crypt(data, session.keys, "up", session.id, packet.counter, session.scheme, UPLINK)
+        session.up_messages += 1
+        self.echo(session, data)
+        threshold = self.profile.reference.rekey_after_up_messages
+        if threshold and session.up_messages % threshold == 0 and session.pending is None:
+            self.start_manage_keys(session)
+
+    def echo(self, session: Session, data: bytes) -> None:
+        """The reference application behind the HSE echoes every UP message back, protected downlink."""
+        counter = session.hse_up_counter = session.hse_up_counter + 1
+        if session.service == "up_confidential":
+            data = self.security.crypt(data, session.keys, "up", session.id, counter, session.scheme, DOWNLINK)
+        message = self.codec.up(
+            data,
+            scheme=session.scheme,
+            key_id=SESSION_KEY_ID,
+            counter=counter,
+            session_id=session.id,
+            mac=bytes(self.layout.mac_bytes),
+        )
+        self.send(self.security.seal(message, session.keys, DOWNLINK), session.addr)
+
+    # ---- timers ------------------------------------------------------------------------------------
+
+    def expire_idle(self) -> None:
+        """Terminate sessions idle longer than the profile's idle_timeout (an HSE-initiated Terminate)."""
+        timeout = self.profile.reference.idle_timeout
+        if not timeout:
+            return
+        now = time.monotonic()
+        for session in [s for s in self.sessions.values() if now - s.last_activity > timeout]:
+            session.last_activity = now
+            self.send(self.protected(session, "session_terminate_request", []), session.addr)
+
+
+class HseServer:
+    """The reference HSE on its own event loop in a background thread: for tests, `run` and `serve`.
+
+    It binds to the profile's HSE endpoint (port: the binding's, unless `port` says otherwise; 0 picks a free
+    one); `address` says where it listens once started.
+    """
+
+    def __init__(self, profile: LoadedProfile, faults: frozenset[str] = frozenset(), port: int | None = None):
+        self.protocol = ReferenceHse(profile, faults)
+        host, default_port = profile.hse_endpoint
+        self._bind = (host, default_port if port is None else port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="reference-hse", daemon=True)
+        self.address: tuple[str, int] | None = None
+
+    def __enter__(self) -> HseServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._open(), self._loop).result(timeout=10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def _open(self) -> None:
+        transport, _ = await self._loop.create_datagram_endpoint(lambda: self.protocol, local_addr=self._bind)
+        self.address = transport.get_extra_info("sockname")[:2]
+        if "reply_from_wrong_port" in self.protocol.faults:
+            alt, _ = await self._loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=(self._bind[0], 0))
+            self.protocol.alt_transport = alt
+        self._loop.call_later(1.0, self._tick)
+
+    def _tick(self) -> None:
+        self.protocol.expire_idle()
+        self._loop.call_later(1.0, self._tick)
+
+    def close(self) -> None:
+        if not self._thread.is_alive():
+            return
+
+        async def shutdown() -> None:
+            for transport in (self.protocol.transport, self.protocol.alt_transport):
+                if transport is not None:
+                    transport.close()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()

@@ -1,0 +1,85 @@
+"""The reference HSE's subscriber store: credentials from the profile, identities, fresh authentication vectors.
+
+SQN management follows TS 33.102 C.3's simplest profile: one IND slot, SEQ + 1 for every vector, and a
+resynchronisation (AUTS) moves SEQ just past the USIM's SQN_MS.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from conformance.crypto.aka import AuthError, AuthVector, generate_vector, resynchronise, sqn_bytes
+from conformance.crypto.milenage import Milenage
+from conformance.crypto.suci import NULL_SCHEME, PROFILES, SuciError, decode_msin, deconceal, parse_suci
+from conformance.profile import LoadedProfile, Subscriber
+
+
+class UnknownSubscriber(LookupError):
+    pass
+
+
+@dataclass
+class SubscriberState:
+    """One subscriber as the home network sees it: credentials and the HE's SQN."""
+
+    config: Subscriber
+    milenage: Milenage
+    sqn: int
+    ind_bits: int
+    stale_sqn: bool = False  # fault: reuse the current SQN for every vector
+    vectors_issued: int = field(default=0)
+
+    @property
+    def imsi(self) -> str:
+        return self.config.imsi
+
+    def next_vector(self) -> AuthVector:
+        """A fresh vector: SEQ + 1 (in the IND slot 0) unless the stale_sqn fault is on."""
+        if not self.stale_sqn or not self.vectors_issued:
+            self.sqn += 1 << self.ind_bits
+        self.vectors_issued += 1
+        return generate_vector(self.milenage, os.urandom(16), sqn_bytes(self.sqn), self.config.amf)
+
+    def resynchronise(self, rand: bytes, auts: bytes, resync_amf: bytes) -> None:
+        """Verify AUTS and continue from the USIM's SQN_MS. Raises AuthError if MAC-S does not verify."""
+        sqn_ms = int.from_bytes(resynchronise(self.milenage, rand, auts, resync_amf), "big")
+        self.sqn = max(self.sqn, sqn_ms)
+
+
+class SubscriberDb:
+    def __init__(self, profile: LoadedProfile, *, stale_sqn: bool = False):
+        ind_bits = profile.binding["aka.sqn.ind_bits"]
+        self._by_imsi: dict[str, SubscriberState] = {}
+        for sub in profile.pixit.subscribers:
+            milenage = Milenage(sub.k, sub.opc) if sub.opc else Milenage.from_op(sub.k, sub.op)
+            self._by_imsi[sub.imsi] = SubscriberState(
+                sub, milenage, int.from_bytes(sub.sqn, "big"), ind_bits, stale_sqn
+            )
+        self._hn_keys = {(k.id, k.profile): k.private_key for k in profile.pixit.home_network_keys if k.private_key}
+        self._suci_format = profile.binding["suci.format"]
+
+    def by_imsi(self, imsi: str) -> SubscriberState:
+        try:
+            return self._by_imsi[imsi]
+        except KeyError:
+            raise UnknownSubscriber(f"no subscriber with IMSI {imsi}") from None
+
+    def by_suci(self, value: bytes) -> SubscriberState:
+        """De-conceal a SUCI TLV value with the home network private key it names (TS 33.501 C.3)."""
+        try:
+            suci = parse_suci(value, "nas") if self._suci_format == "nas" else parse_suci(value.decode(), "string")
+            if suci.scheme_id == NULL_SCHEME:
+                msin = decode_msin(suci.scheme_output)
+            else:
+                profile = PROFILES.get(suci.scheme_id)
+                key = self._hn_keys.get((suci.hn_key_id, profile))
+                if key is None:
+                    raise UnknownSubscriber(f"no home network key {suci.hn_key_id} for scheme {suci.scheme_id}")
+                msin = decode_msin(deconceal(suci.scheme_output, key, profile))
+        except (SuciError, UnicodeDecodeError) as exc:
+            raise UnknownSubscriber(f"SUCI not usable: {exc}") from None
+        return self.by_imsi(suci.mcc + suci.mnc + msin)
+
+
+__all__ = ["AuthError", "SubscriberDb", "SubscriberState", "UnknownSubscriber"]
