@@ -546,11 +546,15 @@ class HseServer:
         if "reply_from_wrong_port" in self.protocol.faults:
             alt, _ = await self._loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=(self._bind[0], 0))
             self.protocol.alt_transport = alt
-        self._loop.call_later(1.0, self._tick)
+        self._loop.call_later(self._tick_interval, self._tick)
+
+    @property
+    def _tick_interval(self) -> float:
+        return min(1.0, (self.protocol.profile.reference.idle_timeout or 4.0) / 4)
 
     def _tick(self) -> None:
         self.protocol.expire_idle()
-        self._loop.call_later(1.0, self._tick)
+        self._loop.call_later(self._tick_interval, self._tick)
 
     def close(self) -> None:
         if not self._thread.is_alive():

@@ -1,0 +1,203 @@
+"""The reference HSE against the UE role over real UDP: every procedure, and the rejections."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conformance.crypto.suci import Suci, build_suci, conceal, encode_msin
+from conformance.emsdp.values import decode_hse_config
+from conformance.profile import load_profile
+from conformance.reference.hse import HseServer
+from conformance.roles.ue import Credentials, Ue, tlv_values
+
+PROFILE_FILE = Path(__file__).resolve().parents[2] / "profiles" / "reference-hse.yaml"
+PROFILE = load_profile(PROFILE_FILE)
+EAS = "eas.example.com"
+
+
+def profile_with(**reference):
+    data = yaml.safe_load(PROFILE_FILE.read_text())
+    data["reference"].update(reference)
+    return data
+
+
+@pytest.fixture(scope="module")
+def hse():
+    with HseServer(PROFILE, port=0) as server:
+        yield server
+
+
+def ue_for(server, subscriber=0, profile=PROFILE, **kwargs):
+    sub = profile.pixit.subscribers[subscriber]
+    return Ue(
+        profile.binding,
+        Credentials.from_subscriber(sub),
+        server.address,
+        snn=profile.pixit.serving_network_name,
+        eas_id=kwargs.pop("eas_id", EAS),
+        timeout=2.0,
+        **kwargs,
+    )
+
+
+def cause_of(ue, packet):
+    return ue.codec.describe(packet)["tlvs"][0]["decoded"]
+
+
+def test_full_session_5g_aka_with_user_data_both_ways(hse):
+    with ue_for(hse) as ue:
+        session = ue.start()
+        assert session.config["key_agreement"] == "5g_aka" and session.config["service"] == "up_integrity"
+        assert session.checksum_ok and session.id != 0
+        for n in range(2):
+            ue.send(ue.user_data(b"reading %d" % n))
+            assert ue.check_downlink(ue.expect(None)) == b"reading %d" % n
+        ue.send_protected("session_terminate_request", [])
+        ue.check_downlink(ue.expect("session_terminate_response"))
+    assert session.id not in hse.protocol.sessions
+
+
+def test_the_ue_and_the_eas_get_the_same_kint_eas_psk(hse):
+    """The key cross-check: what the UE derived equals what the HSE hands the EAS for UE id + key id."""
+    with ue_for(hse) as ue:
+        session = ue.start()
+        key_id = session.rand[-4:]  # default binding: 32 LSBs of RAND
+        assert hse.protocol.eas_keys.lookup(EAS, ue.credentials.imsi, key_id) == session.keys["kint_eas_psk"]
+
+
+def test_umts_when_the_ue_offers_no_5g(hse):
+    with ue_for(hse) as ue:
+        session = ue.start(key_agreements=("umts",), serving_network=False)
+        assert session.config["key_agreement"] == "umts"
+
+
+@pytest.mark.parametrize(("offer", "confidentiality"), [(("umts", "5g_aka"), False), (("umts",), True)])
+def test_serving_network_is_mandatory_with_5g_or_confidentiality(hse, offer, confidentiality):
+    """TS 33.163 6.2.6.1.1: present if the UE supports 5G authentication or asks for confidentiality."""
+    with ue_for(hse) as ue:
+        ue.session_request(key_agreements=offer, confidentiality=confidentiality, serving_network=False)
+        reject = ue.expect("message_reject")
+        assert cause_of(ue, reject) == "missing_mandatory_tlv"
+
+
+def test_confidential_user_plane_is_ciphered_on_the_wire(hse):
+    with ue_for(hse) as ue:
+        session = ue.start(confidentiality=True)
+        assert session.config["service"] == "up_confidential"
+        message = ue.user_data(b"secret meter reading")
+        assert b"secret meter reading" not in bytes(message)
+        ue.send(message)
+        echo = ue.expect(None)
+        assert b"secret meter reading" not in bytes(echo)
+        assert ue.check_downlink(echo) == b"secret meter reading"
+
+
+def test_subscriber_without_confidentiality_gets_integrity_only(hse):
+    with ue_for(hse, subscriber=1) as ue:
+        assert ue.start(confidentiality=True).config["service"] == "up_integrity"
+
+
+@pytest.mark.parametrize("profile_name", ["A", "B"])
+def test_suci_is_deconcealed_with_the_home_network_key(hse, profile_name):
+    key = next(k for k in PROFILE.pixit.home_network_keys if k.profile == profile_name)
+    output = conceal(encode_msin("0123456789"), key.public_key, profile_name)
+    suci = build_suci(Suci(0, "001", "01", "0", {"A": 1, "B": 2}[profile_name], key.id, output), "nas")
+    with ue_for(hse) as ue:
+        assert ue.start(identity="suci", suci=suci).checksum_ok
+
+
+def test_key_agreement_only_releases_the_eas_key_on_confirmation():
+    data = profile_with()
+    data["pixit"]["subscribers"][0]["services"] = ["key_agreement_only"]
+    profile = load_profile(data)
+    with HseServer(profile, port=0) as server, ue_for(server, profile=profile) as ue:
+        ue.session_request()
+        start = ue.expect("session_start")
+        config = decode_hse_config(ue.layout, tlv_values(start)["hse_config"])
+        assert config["service"] == "key_agreement_only" and config["start_confirmation_required"]
+        ue.accept_session_start(start)
+        key_id = ue.session.rand[-4:]
+        assert server.protocol.eas_keys.lookup(EAS, ue.credentials.imsi, key_id) is None
+        ue.confirm()
+        time.sleep(0.2)
+        assert server.protocol.eas_keys.lookup(EAS, ue.credentials.imsi, key_id) == ue.session.keys["kint_eas_psk"]
+
+
+def test_manage_keys_from_the_hse_takes_effect_at_the_next_session(hse):
+    """Seed 003 (TS 33.163 4.3.3): new keys do not touch the running session; the EAS gets the new key."""
+    with ue_for(hse) as ue:
+        session = ue.start()
+        for n in range(3):  # the reference profile rekeys after 3 UP messages
+            ue.send(ue.user_data(b"%d" % n))
+            ue.check_downlink(ue.expect(None))
+        request = ue.expect("manage_keys_request")
+        _, new_keys = ue.answer_manage_keys(request)
+        ue.send(ue.user_data(b"after rekey"))  # still under the old keys
+        assert ue.check_downlink(ue.expect(None)) == b"after rekey"
+        new_id = tlv_values(request)["rand"][-4:]
+        assert hse.protocol.eas_keys.lookup(EAS, ue.credentials.imsi, new_id) == new_keys["kint_eas_psk"]
+        assert new_keys["kint_eas_psk"] != session.keys["kint_eas_psk"]
+
+
+def test_manage_keys_from_the_ue(hse):
+    with ue_for(hse) as ue:
+        ue.start()
+        ue.send_protected("manage_keys_request", [])
+        check, new_keys = ue.answer_manage_keys(ue.expect("manage_keys_request"))
+        assert check.outcome.value == "ok" and new_keys
+
+
+def test_idle_session_is_terminated_by_the_hse():
+    profile = load_profile(profile_with(idle_timeout=0.4))
+    with HseServer(profile, port=0) as server, ue_for(server, profile=profile) as ue:
+        ue.start()
+        request = ue.expect("session_terminate_request", timeout=3)
+        ue.check_downlink(request)
+        ue.send_protected("session_terminate_response", [])
+        time.sleep(0.2)
+        assert not server.protocol.sessions
+
+
+@pytest.mark.parametrize(
+    ("change", "cause"),
+    [({"eas_id": "rogue.example.com"}, "unknown_eas"), ({"imsi": "001019999999999"}, "unknown_subscriber")],
+)
+def test_session_request_rejections(hse, change, cause):
+    sub = PROFILE.pixit.subscribers[0]
+    credentials = Credentials(change.get("imsi", sub.imsi), sub.k, sub.opc, sub.sqn)
+    with Ue(
+        PROFILE.binding,
+        credentials,
+        hse.address,
+        snn=PROFILE.pixit.serving_network_name,
+        eas_id=change.get("eas_id", EAS),
+    ) as ue:
+        ue.session_request()
+        assert cause_of(ue, ue.expect("message_reject")) == cause
+
+
+def test_unknown_session_and_unknown_command_are_rejected(hse):
+    with ue_for(hse) as ue:
+        session = ue.start()
+        ue.send(ue.codec.cp(0x7F, [], scheme=session.scheme, key_id=1, counter=50, session_id=session.id, mac=bytes(8)))
+        assert cause_of(ue, ue.expect("message_reject")) == "unknown_command"
+        stranger = copy.copy(session)
+        ue.session = stranger
+        stranger.id = (session.id + 1000) % 65535 or 1
+        ue.send_protected("session_terminate_request", [])
+        assert cause_of(ue, ue.expect("message_reject")) == "unknown_session"
+
+
+def test_the_hse_keeps_serving_after_garbage(hse):
+    with ue_for(hse) as ue:
+        for junk in (b"", b"\x00", b"\xff" * 3, bytes(range(256)), b"\x10" * 40):
+            ue.send(junk)
+        while ue.receive(timeout=0.2) is not None:
+            pass
+        assert ue.start().checksum_ok
+    assert hse.protocol.errors == 0
