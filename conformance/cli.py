@@ -311,6 +311,58 @@ def wireshark_dissector(binding_files: tuple[str, ...]) -> None:
     click.echo(lua_dissector(Layout.from_binding(_binding(binding_files))), nl=False)
 
 
+@cli.command()
+@click.argument("kind", type=click.Choice(["hse"]))
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(dir_okay=False),
+    help="SUT profile describing the reference SUT (default: profiles/reference-hse.yaml shipped with the harness).",
+)
+@click.option("--port", type=int, help="UDP port to listen on (default: the profile's, else the binding's).")
+@click.option("--fault", "faults", multiple=True, help="Switch on a fault of the catalogue (repeatable).")
+def serve(kind: str, profile_path: str | None, port: int | None, faults: tuple[str, ...]) -> None:
+    """Run a reference SUT as a standalone server, logging every exchange, until interrupted."""
+    import logging
+    import time
+
+    from conformance.profile import ProfileError, load_profile
+    from conformance.reference.faults import UnknownFault, parse_faults
+    from conformance.reference.hse import HseServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        profile = load_profile(profile_path or _shipped_profile("reference-hse.yaml"))
+        chosen = parse_faults(faults, "hse")
+    except (ProfileError, UnknownFault) as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        server = HseServer(profile, chosen, port=port).__enter__()
+    except OSError as exc:
+        raise click.UsageError(f"cannot listen on {profile.hse_endpoint}: {exc.strerror}") from None
+    click.echo(
+        f"reference HSE listening on UDP {server.address[0]}:{server.address[1]}"
+        f"{' with faults ' + ', '.join(sorted(chosen)) if chosen else ''}; Ctrl-C stops it",
+        err=True,
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+def _shipped_profile(name: str) -> str:
+    """A profile shipped with the harness: inside an installed wheel, or in profiles/ of a checkout."""
+    from importlib import resources
+    from pathlib import Path
+
+    packaged = resources.files("conformance").joinpath("profiles", name)
+    return str(packaged) if packaged.is_file() else str(Path(__file__).resolve().parent.parent / "profiles" / name)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: bad input of any kind is one line on stderr and exit code 2, never a traceback."""
     try:

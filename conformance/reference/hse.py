@@ -144,6 +144,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
 
     def send(self, message: Any, addr: tuple[str, int]) -> None:
         raw = bytes(message)
+        log.info("-> %s:%s %s", addr[0], addr[1], self._summary(message))
         transport = self.alt_transport if "reply_from_wrong_port" in self.faults and self.alt_transport else None
         (transport or self.transport).sendto(raw, addr)  # type: ignore[union-attr]
 
@@ -156,6 +157,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
             session = self.sessions[packet.session_id]
             if session.scheme != packet.scheme:
                 packet = self.codec.decode(data, session.scheme)
+        log.info("<- %s:%s %s", addr[0], addr[1], self._summary(packet))
         if isinstance(packet, self.codec.layers.truncated):
             log.info("discarded %d octets from %s: %s", len(data), addr, packet.problems)
             return
@@ -168,6 +170,14 @@ class ReferenceHse(asyncio.DatagramProtocol):
             log.info("%s from %s: %s (%s)", reject.cause, addr, reject, reject.reaction)
             if reject.reaction == "reject":
                 self.reject(packet, addr, reject.cause)
+
+    def _summary(self, packet: Any) -> str:
+        """One line for the exchange log: plane or command, session, counter, Key ID, problems."""
+        if isinstance(packet, self.codec.layers.truncated):
+            return f"{len(bytes(packet))} octets, not EMSDP"
+        what = "UP data" if packet.plane == "up" else self.layout.command_names().get(packet.cmd, f"{packet.cmd:#04x}")
+        line = f"{what} session={packet.session_id} counter={packet.counter} key_id={packet.key_id}"
+        return line + (f" problems={packet.problems}" if packet.problems else "")
 
     def on_control_plane(self, packet: Any, addr: tuple[str, int]) -> None:
         names = self.layout.command_names()
