@@ -311,6 +311,8 @@ class ReferenceHse(asyncio.DatagramProtocol):
         snn: bytes | None,
         session_id: int | None = None,
     ) -> None:
+        for old in [s for s in self.sessions.values() if s.subscriber is subscriber and s.id != session_id]:
+            del self.sessions[old.id]  # a new Session Request supersedes the subscriber's previous session
         vector = subscriber.next_vector()
         if session_id is None:
             session_id = 0 if "session_id_zero" in self.faults else self._allocate_session_id()

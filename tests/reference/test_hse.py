@@ -201,3 +201,13 @@ def test_the_hse_keeps_serving_after_garbage(hse):
             pass
         assert ue.start().checksum_ok
     assert hse.protocol.errors == 0
+
+
+def test_a_new_session_request_supersedes_the_subscribers_old_session(hse):
+    with ue_for(hse) as first:
+        old = first.start()
+        with ue_for(hse) as second:
+            new = second.start()
+        assert new.id in hse.protocol.sessions and old.id not in hse.protocol.sessions
+        first.send(first.user_data(b"late"))
+        assert first.codec.describe(first.expect("message_reject"))["tlvs"][0]["decoded"] == "unknown_session"
