@@ -1,0 +1,202 @@
+"""Serve a key-server app with uvicorn over HTTPS with mutual TLS.
+
+uvicorn does not put the client certificate into the ASGI scope, so `PeerCertProtocol` (its h11 protocol,
+forced so that httptools cannot take over) reads the peer certificate once per connection and publishes it
+as the ASGI TLS extension (`scope["extensions"]["tls"]["client_cert_chain"]`, PEM, leaf first). The app reads
+identities from there, so it would run unchanged under any server that implements the extension.
+
+`KeyServer` runs one server on a background thread (tests, embedded reference SUTs); `serve` blocks (CLI).
+Each exchange is logged as one line: client address, method, path, status, certificate identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Coroutine, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from conformance.keyserver.certs import certificate_identity
+from conformance.keyserver.client import minimum_tls_version
+
+logger = logging.getLogger("conformance.keyserver")
+T = TypeVar("T")
+ASGIApp = Any
+
+
+def server_ssl_context(
+    binding: Mapping[str, Any],
+    *,
+    ca: Path | str,
+    cert: Path | str,
+    key: Path | str,
+    faults: Iterable[str] = (),
+) -> ssl.SSLContext:
+    """The server side of mutual TLS: no version below `tls.min_version`; client certificates from `ca`
+    required (`tls.client_certificate_required`) unless fault `client_cert_not_required` makes them optional."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = minimum_tls_version(binding)
+    context.load_cert_chain(str(cert), str(key))
+    context.load_verify_locations(cafile=str(ca))
+    required = binding["tls.client_certificate_required"] and "client_cert_not_required" not in set(faults)
+    context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
+    return context
+
+
+class PeerCertProtocol(H11Protocol):
+    """uvicorn's h11 protocol, plus the ASGI TLS extension in every request scope of the connection."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            der = ssl_object.getpeercert(binary_form=True)
+            chain = [ssl.DER_cert_to_PEM_cert(der)] if der else []
+            self.app = _with_scope_extension(self.app, "tls", {"client_cert_chain": chain})
+
+
+def _with_scope_extension(app: ASGIApp, name: str, value: dict[str, Any]) -> ASGIApp:
+    async def with_extension(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope = {**scope, "extensions": {**scope.get("extensions", {}), name: value}}
+        await app(scope, receive, send)
+
+    return with_extension
+
+
+def _logged(app: ASGIApp) -> ASGIApp:
+    """One log line per exchange, with the client's certificate identity, written as the response starts
+    (so it precedes the answer on the wire), or with status '-' if the app never answered."""
+
+    async def logging_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        answered = False
+
+        def log(status: int | str) -> None:
+            chain = scope.get("extensions", {}).get("tls", {}).get("client_cert_chain") or []
+            identity = certificate_identity(chain[0].encode("ascii")) if chain else None
+            host, port = scope.get("client") or ("-", 0)
+            logger.info(
+                "%s:%s %s %s %s identity=%s", host, port, scope["method"], scope["path"], status, identity or "-"
+            )
+
+        async def send_and_log(message: dict[str, Any]) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = True
+                log(message["status"])
+            await send(message)
+
+        try:
+            await app(scope, receive, send_and_log)
+        finally:
+            if not answered:
+                log("-")
+
+    return logging_app
+
+
+def _config(app: ASGIApp, ssl_context: ssl.SSLContext) -> uvicorn.Config:
+    return uvicorn.Config(
+        _logged(app),
+        http=PeerCertProtocol,
+        ws="none",
+        lifespan="off",
+        ssl_context_factory=lambda _config, _default: ssl_context,
+        access_log=False,  # our own line carries the identity
+        log_config=None,  # leave the host application's logging alone
+        timeout_graceful_shutdown=2,
+    )
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket created with proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on connections whose
+    proto says TCP, and without it every response whose body follows its headers waits ~40 ms for an ACK."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+class KeyServer:
+    """A uvicorn server on a background thread; a context manager. Port 0 picks a free port (`port`, `url`)."""
+
+    def __init__(self, app: ASGIApp, ssl_context: ssl.SSLContext, *, host: str = "127.0.0.1", port: int = 0):
+        self.app = app
+        self.host = host
+        self._socket = _listen(host, port)
+        self.port: int = self._socket.getsockname()[1]
+        self.url = _url(host, self.port)
+        self._server = uvicorn.Server(_config(app, ssl_context))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> KeyServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start serving and return once the server accepts connections."""
+        self._thread = threading.Thread(target=self._run, name=f"keyserver-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"key server on {self.url} did not start: {self._error!r}")
+            time.sleep(0.01)
+        logger.info("key server listening on %s", self.url)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._socket.close()
+
+    def run_coroutine(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run a coroutine on the server's event loop (e.g. `app.state.keyserver.notify_all(ue_id)`)."""
+        if self._loop is None or self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("the key server is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self._server.serve(sockets=[self._socket]))
+        except BaseException as exc:  # uvicorn exits with SystemExit on a failed startup
+            self._error = exc
+        finally:
+            self._loop.close()
+
+
+def serve(app: ASGIApp, ssl_context: ssl.SSLContext, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    """Serve until interrupted (Ctrl-C / SIGTERM). Port 0 picks a free port, which is logged."""
+    sock = _listen(host, port)
+    logger.info("key server listening on %s", _url(host, sock.getsockname()[1]))
+    try:
+        uvicorn.Server(_config(app, ssl_context)).run(sockets=[sock])
+    finally:
+        sock.close()

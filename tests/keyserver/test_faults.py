@@ -1,0 +1,137 @@
+"""Each key-server fault of the catalogue shows on the wire, and the conformant server does not show it.
+
+Every check below runs against the conformant server and against a server with the fault switched on; the
+parametrisation comes from the catalogue, so a new key-server fault without a check fails here.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import httpx
+import pytest
+
+from conformance.binding.loader import load_binding
+from conformance.keyserver.certs import CertificateDirectory
+from conformance.keyserver.schema import XmlNames
+from conformance.reference.faults import CATALOGUE
+from tests.keyserver import CLIENT_ID, OPC, OTHER_CLIENT_ID, RAND, UE_ID, K, rand_of_run, running_keyserver
+
+BINDING = load_binding()
+STATUS = BINDING.section("rest.status")
+NAMES = XmlNames.from_binding(BINDING)
+KEY_ID = RAND[-NAMES.key_id_octets :]  # test set 1's key, provisioned for UE_ID
+KEYSERVER_FAULTS = sorted(f.name for f in CATALOGUE if f.component == "keyserver")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return CertificateDirectory(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def conformant(certs):
+    with running_keyserver(BINDING, certs) as running:
+        yield running
+
+
+def registration_with_dtd(entities: str, client_id: str) -> bytes:
+    return (
+        f"<!DOCTYPE {NAMES.registration} [{entities}]>"
+        f'<{NAMES.registration} xmlns="{NAMES.namespace}"><{NAMES.client_id}>{client_id}</{NAMES.client_id}>'
+        f"</{NAMES.registration}>"
+    ).encode()
+
+
+def key_path(client, session_id, ue_id, key_id: bytes) -> str:
+    return client.path("ue_key", session_id=session_id, ue_id=ue_id, key_id=key_id.hex())
+
+
+def two_aka_runs(ks, ue_id):
+    """Provision an old and a new key for a UE; their key ids."""
+    return [ks.store.provision_from_aka(ue_id, K, OPC, rand_of_run(run)) for run in (1, 2)]
+
+
+# -- one observation per fault: (ks, faulty) -> asserts what the wire shows --------------------------------
+
+
+def check_client_cert_not_required(ks, faulty):
+    with ks.client(None) as anonymous:
+        try:
+            response = anonymous.request(
+                "POST", anonymous.path("register"), content=anonymous.xml.registration(CLIENT_ID)
+            )
+        except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
+            assert not faulty, "the faulty server must let a client without certificate through TLS"
+            return
+    assert faulty, "the conformant server answered a client without certificate"
+    assert response.status_code == STATUS["forbidden"][0]  # through TLS, but no identity to register
+
+
+def check_cert_identity_not_checked(ks, faulty):
+    with ks.client(OTHER_CLIENT_ID) as impostor:
+        response = impostor.request("POST", impostor.path("register"), content=impostor.xml.registration(CLIENT_ID))
+    assert response.status_code == (STATUS["registered"][0] if faulty else STATUS["forbidden"][0])
+
+
+def check_wrong_register_status(ks, faulty):
+    with ks.client(CLIENT_ID) as client:
+        response = client.request("POST", client.path("register"), content=client.xml.registration(CLIENT_ID))
+    assert response.status_code == (HTTPStatus.OK if faulty else STATUS["registered"][0])
+
+
+def check_key_id_ignored(ks, faulty):
+    old_id, new_id = two_aka_runs(ks, "imsi-001010000000011")
+    with ks.client(CLIENT_ID) as client:
+        session_id = client.register(CLIENT_ID)
+        old = client.fetch_key(session_id, "imsi-001010000000011", old_id)
+        new = client.fetch_key(session_id, "imsi-001010000000011", new_id)
+        unknown = client.request("GET", key_path(client, session_id, "imsi-001010000000011", bytes(len(old_id))))
+    assert (old == new) is faulty
+    assert unknown.status_code == (STATUS["key_delivered"][0] if faulty else STATUS["unknown_key"][0])
+
+
+def check_past_keys_not_kept(ks, faulty):
+    old_id, _ = two_aka_runs(ks, "imsi-001010000000012")
+    with ks.client(CLIENT_ID) as client:
+        response = client.request("GET", key_path(client, client.register(CLIENT_ID), "imsi-001010000000012", old_id))
+    assert response.status_code == (STATUS["unknown_key"][0] if faulty else STATUS["key_delivered"][0])
+
+
+def check_xml_entities_expanded(ks, faulty):
+    internal = registration_with_dtd(f'<!ENTITY id "{CLIENT_ID}">', "&id;")
+    # A small billion laughs: 4^3 x "lol" = 192 characters, inside the schema's length limit once expanded.
+    bomb = registration_with_dtd(
+        '<!ENTITY a "lol"><!ENTITY b "&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;">', "&d;"
+    )
+    with ks.client(CLIENT_ID) as client:
+        by_entity = client.request("POST", client.path("register"), content=internal)
+        by_bomb = client.request("POST", client.path("register"), content=bomb)
+    if faulty:
+        assert by_entity.status_code == STATUS["registered"][0]
+        assert by_bomb.status_code == STATUS["forbidden"][0] and "lol" * 64 in by_bomb.text  # expanded id echoed
+    else:
+        assert by_entity.status_code == by_bomb.status_code == STATUS["bad_request"][0]
+        assert "DTD" in by_entity.text and "lol" not in by_bomb.text
+
+
+def check_session_not_deleted(ks, faulty):
+    with ks.client(CLIENT_ID) as client:
+        session_id = client.register(CLIENT_ID)
+        client.deregister(session_id)  # success either way
+        after = client.request("GET", key_path(client, session_id, UE_ID, KEY_ID))
+    assert after.status_code == (STATUS["key_delivered"][0] if faulty else STATUS["unknown_registration"][0])
+
+
+CHECKS = {name: globals()[f"check_{name}"] for name in KEYSERVER_FAULTS}
+
+
+@pytest.mark.parametrize("fault", KEYSERVER_FAULTS)
+def test_conformant_server_does_not_show_the_fault(conformant, fault):
+    CHECKS[fault](conformant, faulty=False)
+
+
+@pytest.mark.parametrize("fault", KEYSERVER_FAULTS)
+def test_fault_shows_on_the_wire(certs, fault):
+    with running_keyserver(BINDING, certs, faults={fault}) as faulty:
+        CHECKS[fault](faulty, faulty=True)
