@@ -23,6 +23,7 @@ import hmac
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +117,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
         self.alt_transport: asyncio.DatagramTransport | None = None  # reply_from_wrong_port
         self.errors = 0
         self._next_session = 1
+        self.key_published: Callable[[str, str], None] | None = None  # (EAS id, UE id): push the new key
 
     def _derivation_binding(self) -> Any:
         """The crypto faults are wrong derivations: express them as binding changes, so the faulty HSE uses
@@ -193,28 +195,28 @@ class ReferenceHse(asyncio.DatagramProtocol):
         session = self.sessions.get(packet.session_id)
         if session is None:
             raise Reject("unknown_session", f"no session {packet.session_id}", self._reaction("unknown_session"))
-        session.addr = addr
         if not (command == "session_start_confirmation" and packet.key_id == 0):
-            self.verify(session, packet, "cp")
+            self.verify(session, packet, "cp", addr)
         handler = {
             "session_start_confirmation": self.on_start_confirmation,
             "manage_keys_request": self.on_manage_keys_request,
             "manage_keys_response": self.on_manage_keys_response,
             "session_terminate_request": self.on_terminate_request,
             "session_terminate_response": self.on_terminate_response,
-            "message_reject": lambda s, p: log.info("UE rejected: %s", self.codec.describe(p)["tlvs"]),
+            "message_reject": lambda s, p, a: log.info("UE rejected: %s", self.codec.describe(p)["tlvs"]),
         }.get(command)
         if handler is None:  # a command the UE does not send
             raise Reject("unknown_command", f"{command} is not expected from a UE", self._reaction("unknown_command"))
-        handler(session, packet)
+        handler(session, packet, addr)
 
     def _reaction(self, error_class: str) -> str:
         return self.binding[f"emsdp.error_reaction.{error_class}"]
 
     # ---- protection --------------------------------------------------------------------------------
 
-    def verify(self, session: Session, packet: Any, plane: str) -> None:
-        """Key ID, MAC and counter freshness of a received protected message."""
+    def verify(self, session: Session, packet: Any, plane: str, addr: tuple[str, int]) -> None:
+        """Key ID, MAC and counter freshness of a received protected message. Only a message that passes may
+        move the session's reply address: else one forged datagram would redirect the UE's traffic."""
         if packet.key_id != SESSION_KEY_ID:
             raise Reject("invalid_mac", f"Key ID {packet.key_id} is not the session's", self._reaction("invalid_mac"))
         if "mac_not_verified" not in self.faults and not self.security.verify(packet, session.keys, UPLINK):
@@ -230,6 +232,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
             session.ue_up_counter = packet.counter
         session.confirmed = session.confirmed or session.service != "key_agreement_only"
         session.last_activity = time.monotonic()
+        session.addr = addr
 
     def protected(self, session: Session, command: str, tlvs: list[tuple[str, bytes]]) -> Any:
         """A downlink CP message under the session's keys: Key ID, next HSE counter, MAC."""
@@ -405,10 +408,12 @@ class ReferenceHse(asyncio.DatagramProtocol):
             hash_name=self.binding["keys.key_identifier.hash"],
         )
         self.eas_keys.add(session.eas_id, session.subscriber.imsi, kid, keys["kint_eas_psk"])
+        if self.key_published is not None:
+            self.key_published(session.eas_id, session.subscriber.imsi)
 
     # ---- procedures on a session -------------------------------------------------------------------
 
-    def on_start_confirmation(self, session: Session, packet: Any) -> None:
+    def on_start_confirmation(self, session: Session, packet: Any, addr: tuple[str, int]) -> None:
         tlvs = {t.tag_name: t.value for t in packet.tlvs if getattr(t, "tag_name", None)}
         if "auts" in tlvs and packet.key_id == 0:
             if "resync_ignored" not in self.faults:
@@ -418,6 +423,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
                     )
                 except AuthError as exc:
                     raise Reject("synch_failure", str(exc)) from None
+                session.addr = addr  # a verified AUTS proves the sender holds the subscriber's key
             del self.sessions[session.id]
             self.start_session(
                 session.subscriber,
@@ -444,7 +450,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
         if session.service == "key_agreement_only":
             self._publish_eas_key(session, session.vector, session.keys)
 
-    def on_manage_keys_request(self, session: Session, packet: Any) -> None:
+    def on_manage_keys_request(self, session: Session, packet: Any, addr: tuple[str, int]) -> None:
         """The UE asks for new keys: the HSE runs a new AKA (its own Manage Keys Request)."""
         self.start_manage_keys(session)
 
@@ -455,7 +461,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
             self.protected(session, "manage_keys_request", [("rand", vector.rand), ("autn", vector.autn)]), session.addr
         )
 
-    def on_manage_keys_response(self, session: Session, packet: Any) -> None:
+    def on_manage_keys_response(self, session: Session, packet: Any, addr: tuple[str, int]) -> None:
         pending = session.pending
         if pending is None:
             raise Reject("unknown_command", "no Manage Keys in progress")
@@ -476,11 +482,11 @@ class ReferenceHse(asyncio.DatagramProtocol):
         new_keys = self._derive(pending, session.key_agreement, session.eas_id, session.snn)
         self._publish_eas_key(session, pending, new_keys)  # the session keeps its keys (seed 003: next session)
 
-    def on_terminate_request(self, session: Session, packet: Any) -> None:
+    def on_terminate_request(self, session: Session, packet: Any, addr: tuple[str, int]) -> None:
         self.send(self.protected(session, "session_terminate_response", []), session.addr)
         del self.sessions[session.id]
 
-    def on_terminate_response(self, session: Session, packet: Any) -> None:
+    def on_terminate_response(self, session: Session, packet: Any, addr: tuple[str, int]) -> None:
         self.sessions.pop(session.id, None)
 
     # ---- user plane --------------------------------------------------------------------------------
@@ -491,7 +497,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
             raise Reject("unknown_session", f"no session {packet.session_id}", self._reaction("unknown_session"))
         if session.mode == "ue_to_eas":
             return  # pass-through to an EAS user-plane endpoint: none configured in the reference
-        self.verify(session, packet, "up")
+        self.verify(session, packet, "up", addr)
         data = packet.data
         if session.service == "up_confidential":
             data = self.security.crypt(data, session.keys, "up", session.id, packet.counter, session.scheme, UPLINK)

@@ -211,3 +211,24 @@ def test_a_new_session_request_supersedes_the_subscribers_old_session(hse):
         assert new.id in hse.protocol.sessions and old.id not in hse.protocol.sessions
         first.send(first.user_data(b"late"))
         assert first.codec.describe(first.expect("message_reject"))["tlvs"][0]["decoded"] == "unknown_session"
+
+
+def test_a_forged_message_cannot_redirect_a_session():
+    """Only a message whose MAC verifies may move the session's reply address: after a forged one, what the HSE
+    sends on its own (here the idle Terminate) still goes to the UE, not to the forger."""
+    import socket
+
+    profile = load_profile(profile_with(idle_timeout=0.5))
+    with (
+        HseServer(profile, port=0) as server,
+        ue_for(server, profile=profile) as ue,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker,
+    ):
+        session = ue.start()
+        forged = ue.protected("session_terminate_request", [], counter=session.cp_counter + 5)
+        forged.mac = bytes(len(forged.mac))
+        attacker.sendto(bytes(forged), server.address)
+        ue.check_downlink(ue.expect("session_terminate_request", timeout=3))
+        attacker.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            attacker.recvfrom(2048)
