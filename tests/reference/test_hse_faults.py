@@ -1,0 +1,443 @@
+"""Every HSE fault of the catalogue, seen on the wire, and the faithful HSE not showing it.
+
+Each fault has one scenario: the UE role drives a reference HSE over real UDP and the scenario says what it
+saw, as one of three verdicts:
+- `symptom`: what a conformance check would flag for this fault (e.g. a Session Start without AUTN);
+- `faithful`: the conformant behaviour (e.g. a Session Start with every mandatory TLV);
+- `neither`: something else, which fails both tests below.
+The fault test runs the scenario against an HSE with only that fault on and expects `symptom`; the faithful
+test runs the same scenario against the HSE without faults and expects `faithful`. The pair proves that the
+observation tells the two apart. The faithful side doubles as the positive test of that behaviour (a wrong
+RES gets Message Reject with cause authentication_failure, AUTS resynchronises, replays and forged MACs get
+no echo).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conformance.crypto.aka import AutnOutcome, sqn_bytes
+from conformance.crypto.keys import key_identifier
+from conformance.crypto.protect import DOWNLINK
+from conformance.profile import load_profile
+from conformance.reference.faults import BY_NAME, CATALOGUE
+from conformance.reference.hse import HseServer
+from conformance.roles.ue import Credentials, Ue, tlv_values
+
+PROFILE_FILE = Path(__file__).resolve().parents[2] / "profiles" / "reference-hse.yaml"
+EAS = "eas.example.com"
+SILENCE = 0.3  # how long to wait for a reply that should not come
+KEY_AGREEMENT_ONLY = 2  # index of the subscriber added below
+
+
+def _profile() -> Any:
+    """The reference profile plus a subscriber allowed key agreement only (its EAS key waits for RES)."""
+    data = yaml.safe_load(PROFILE_FILE.read_text(encoding="utf-8"))
+    first = data["pixit"]["subscribers"][0]
+    data["pixit"]["subscribers"].append(
+        {
+            "imsi": "001010000000003",
+            "k": first["k"],
+            "opc": first["opc"],
+            "sqn": first["sqn"],
+            "services": ["key_agreement_only"],
+            "modes": ["ue_to_hse"],
+            "eas_ids": [EAS],
+        }
+    )
+    return load_profile(data)
+
+
+PROFILE = _profile()
+HSE_FAULTS = [f.name for f in CATALOGUE if f.component == "hse"]
+
+
+# ---- verdicts ------------------------------------------------------------------------------------------
+
+SYMPTOM, FAITHFUL, NEITHER = "symptom", "faithful", "neither"
+
+
+@dataclass(frozen=True)
+class Seen:
+    verdict: str
+    evidence: str
+
+
+def seen(*, symptom: bool, faithful: bool, evidence: str) -> Seen:
+    if symptom == faithful:
+        return Seen(NEITHER, evidence)
+    return Seen(SYMPTOM if symptom else FAITHFUL, evidence)
+
+
+SCENARIOS: dict[str, Callable[[HseServer], Seen]] = {}
+
+
+def scenario(fault: str) -> Callable[[Callable[[HseServer], Seen]], Callable[[HseServer], Seen]]:
+    def register(function: Callable[[HseServer], Seen]) -> Callable[[HseServer], Seen]:
+        SCENARIOS[fault] = function
+        return function
+
+    return register
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+
+
+def ue_for(server: HseServer, subscriber: int = 0, *, sqn: bytes | None = None) -> Ue:
+    sub = PROFILE.pixit.subscribers[subscriber]
+    credentials = Credentials.from_subscriber(sub)
+    if sqn is not None:
+        credentials = Credentials(credentials.imsi, credentials.k, credentials.opc, sqn)
+    return Ue(PROFILE.binding, credentials, server.address, snn=PROFILE.pixit.serving_network_name, eas_id=EAS)
+
+
+def command_of(ue: Ue, packet: Any) -> str | None:
+    """The CP command name of a reply, 'up' for user-plane data, None for silence."""
+    if packet is None:
+        return None
+    if packet.plane == "up":
+        return "up"
+    return ue.layout.command_names().get(packet.cmd, f"unknown {packet.cmd:#04x}")
+
+
+def cause_of(ue: Ue, packet: Any) -> str | None:
+    """The cause of a Message Reject by name (None for anything else)."""
+    if command_of(ue, packet) != "message_reject" or "cause" not in tlv_values(packet):
+        return None
+    return ue.layout.cause_names().get(tlv_values(packet)["cause"][0])
+
+
+def request_session_start(ue: Ue) -> Any:
+    """Send a Session Request; the Session Start that answers it (not yet given to the USIM)."""
+    ue.session_request()
+    return ue.expect("session_start")
+
+
+def unknown_command_code(ue: Ue) -> int:
+    return next(code for code in range(0x7F, 0x100) if code not in ue.layout.command_names())
+
+
+def downlink_probe(ue: Ue) -> Any:
+    """Elicit a protected downlink CP message: the Message Reject to an unknown command on the session."""
+    ue.send(ue.protected(unknown_command_code(ue), []))
+    return ue.receive()
+
+
+def mac_verifies(ue: Ue, packet: Any) -> bool:
+    return packet is not None and ue.security.verify(packet, ue.session.keys, DOWNLINK)
+
+
+def eas_key(server: HseServer, ue: Ue) -> bytes | None:
+    """The KInt_EAS_PSK the HSE's key server hands the EAS for this UE and its session's key id."""
+    key_id = key_identifier(
+        PROFILE.binding["keys.key_identifier.scheme"],
+        PROFILE.binding["keys.key_identifier.bits"],
+        rand=ue.session.rand,
+        key=ue.session.keys.get(PROFILE.binding["keys.key_identifier.hash_of"]),
+        hash_name=PROFILE.binding["keys.key_identifier.hash"],
+    )
+    return server.protocol.eas_keys.lookup(EAS, ue.credentials.imsi, key_id)
+
+
+def eas_key_matches(server: HseServer, ue: Ue) -> bool:
+    return eas_key(server, ue) == ue.session.keys["kint_eas_psk"]
+
+
+def echo_of(ue: Ue, message: Any) -> bytes | None:
+    """Send an UP message; the plaintext of a verified echo, or None on silence."""
+    ue.send(message)
+    reply = ue.receive(timeout=SILENCE)
+    if reply is None:
+        return None
+    assert command_of(ue, reply) == "up", f"expected an echo or silence, got {ue.codec.describe(reply)}"
+    return ue.check_downlink(reply)
+
+
+# ---- codec faults --------------------------------------------------------------------------------------
+
+
+@scenario("wrong_tlv_tag")
+def rand_under_an_unknown_tag(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        start = request_session_start(ue)
+    unknown = [hex(t.tag) for t in start.tlvs if t.tag_name is None]
+    has_rand = "rand" in tlv_values(start)
+    return seen(
+        symptom=bool(unknown) and not has_rand,
+        faithful=not unknown and has_rand and not start.problems,
+        evidence=f"unknown tags {unknown}, RAND present: {has_rand}, problems {start.problems}",
+    )
+
+
+@scenario("wrong_tlv_length")
+def autn_length_one_short(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        start = request_session_start(ue)
+        tlvs = ue.codec.describe(start)["tlvs"]
+    autn = [t for t in tlvs if t["name"] == "autn"]
+    autn_problems = [t["problem"] for t in autn if "problem" in t]
+    return seen(
+        symptom=bool(autn_problems),
+        faithful=len(autn) == 1 and autn[0]["length"] == 16 and not start.problems,
+        evidence=f"AUTN TLVs {autn}, problems {start.problems}",
+    )
+
+
+@scenario("tlv_order_swapped")
+def tlvs_in_reverse_order(server: HseServer) -> Seen:
+    mandatory = list(PROFILE.binding["emsdp.tlv_lists.session_start_mandatory"])
+    with ue_for(server) as ue:
+        start = request_session_start(ue)
+    order = [t.tag_name for t in start.tlvs if t.tag_name in mandatory]
+    return seen(
+        symptom=sorted(order) == sorted(mandatory) and order != mandatory,
+        faithful=order == mandatory,
+        evidence=f"TLV order {order}, binding order {mandatory}",
+    )
+
+
+# ---- protocol faults -----------------------------------------------------------------------------------
+
+
+@scenario("missing_mandatory_tlv")
+def session_start_without_autn(server: HseServer) -> Seen:
+    mandatory = PROFILE.binding["emsdp.tlv_lists.session_start_mandatory"]
+    with ue_for(server) as ue:
+        present = list(tlv_values(request_session_start(ue)))
+    return seen(
+        symptom="autn" not in present,
+        faithful=all(name in present for name in mandatory),
+        evidence=f"TLVs {present}",
+    )
+
+
+@scenario("wrong_reply_command")
+def session_request_answered_with_manage_keys(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        ue.session_request()
+        answer = command_of(ue, ue.receive())
+    return seen(
+        symptom=answer == "manage_keys_request", faithful=answer == "session_start", evidence=f"answer {answer}"
+    )
+
+
+@scenario("no_reply")
+def session_request_ignored(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        ue.session_request()
+        answer = command_of(ue, ue.receive(timeout=SILENCE))
+    return seen(symptom=answer is None, faithful=answer == "session_start", evidence=f"answer {answer}")
+
+
+@scenario("reply_from_wrong_port")
+def reply_from_another_port(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        request_session_start(ue)
+        port = ue.received_from[1]
+    return seen(
+        symptom=port != server.address[1],
+        faithful=port == server.address[1],
+        evidence=f"reply from port {port}, HSE listens on {server.address[1]}",
+    )
+
+
+@scenario("no_reject_on_unknown_command")
+def unknown_command_dropped(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        ue.start()
+        ue.send(ue.protected(unknown_command_code(ue), []))
+        reply = ue.receive(timeout=SILENCE)
+        answer, cause = command_of(ue, reply), cause_of(ue, reply)
+    return seen(
+        symptom=reply is None,
+        faithful=cause == "unknown_command",
+        evidence=f"answer {answer}, cause {cause}",
+    )
+
+
+@scenario("session_id_zero")
+def session_id_zero_allocated(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        session_id = request_session_start(ue).session_id
+    return seen(symptom=session_id == 0, faithful=session_id != 0, evidence=f"Session ID {session_id}")
+
+
+# ---- crypto faults -------------------------------------------------------------------------------------
+
+
+@scenario("wrong_fc")
+def kint_with_the_wrong_fc(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        ue.start()
+        same_eas_key = eas_key_matches(server, ue)
+        probe = downlink_probe(ue)
+        downlink_ok = mac_verifies(ue, probe)
+    return seen(
+        symptom=not same_eas_key and probe is not None and not downlink_ok,
+        faithful=same_eas_key and downlink_ok,
+        evidence=f"EAS key = UE's: {same_eas_key}; downlink {command_of(ue, probe)} MAC verifies: {downlink_ok}",
+    )
+
+
+@scenario("wrong_kdf_key")
+def kint_eas_psk_keyed_with_ck_ik(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        ue.start()
+        same_eas_key = eas_key_matches(server, ue)
+        up_ok = echo_of(ue, ue.user_data(b"reading")) == b"reading"  # check_downlink raises if the MAC fails
+        cp_ok = mac_verifies(ue, downlink_probe(ue))
+    return seen(
+        symptom=not same_eas_key and up_ok and cp_ok,
+        faithful=same_eas_key and up_ok and cp_ok,
+        evidence=f"EAS key = UE's: {same_eas_key}; UP echo verified: {up_ok}; CP downlink MAC verifies: {cp_ok}",
+    )
+
+
+@scenario("bad_autn_mac")
+def autn_with_a_corrupted_mac(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        check = ue.accept_session_start(request_session_start(ue))
+    return seen(
+        symptom=check.outcome is AutnOutcome.MAC_FAILURE,
+        faithful=check.outcome is AutnOutcome.OK,
+        evidence=f"USIM: {check.outcome.value} {check.reason}",
+    )
+
+
+@scenario("stale_sqn")
+def second_vector_reuses_the_sqn(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        ue.start()
+        check = ue.accept_session_start(request_session_start(ue))
+    return seen(
+        symptom=check.outcome is AutnOutcome.SYNCH_FAILURE,
+        faithful=check.outcome is AutnOutcome.OK,
+        evidence=f"second session, USIM: {check.outcome.value} {check.reason}",
+    )
+
+
+@scenario("mac_not_verified")
+def forged_mac_accepted(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        ue.start()
+        message = ue.user_data(b"forged")
+        message.mac = bytes(b ^ 0xFF for b in message.mac)
+        echoed = echo_of(ue, message)
+    return seen(symptom=echoed == b"forged", faithful=echoed is None, evidence=f"echo of a forged MAC: {echoed!r}")
+
+
+@scenario("replay_accepted")
+def replay_echoed_again(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        ue.start()
+        message = ue.user_data(b"once")
+        first = echo_of(ue, message)
+        assert first == b"once", f"the original message got {first!r}"
+        again = echo_of(ue, message)
+    return seen(symptom=again == b"once", faithful=again is None, evidence=f"echo of the replay: {again!r}")
+
+
+@scenario("wrong_truncation")
+def algorithm_keys_from_the_wrong_end(server: HseServer) -> Seen:
+    """The UP echo cannot show it: the HSE discards the UE's (correctly protected) UP data under its own wrong
+    UP key, so no downlink UP message exists. The protected downlink CP message shows it, while KInt itself
+    and so KInt_EAS_PSK are right (which tells this fault from wrong_fc)."""
+    with ue_for(server) as ue:
+        ue.start()
+        same_eas_key = eas_key_matches(server, ue)
+        echoed = echo_of(ue, ue.user_data(b"reading"))
+        probe = downlink_probe(ue)
+        cp_ok = mac_verifies(ue, probe)
+    return seen(
+        symptom=same_eas_key and echoed is None and probe is not None and not cp_ok,
+        faithful=same_eas_key and echoed == b"reading" and cp_ok,
+        evidence=f"EAS key = UE's: {same_eas_key}; UP echo {echoed!r}; CP downlink MAC verifies: {cp_ok}",
+    )
+
+
+@scenario("res_not_checked")
+def wrong_res_accepted(server: HseServer) -> Seen:
+    with ue_for(server, KEY_AGREEMENT_ONLY) as ue:
+        check = ue.accept_session_start(request_session_start(ue))
+        assert check.outcome is AutnOutcome.OK, check.reason
+        ue.confirm(res=bytes(b ^ 0xFF for b in ue.session.res))
+        reply = ue.receive(timeout=SILENCE)
+        cause = cause_of(ue, reply)
+        released = eas_key(server, ue)
+        is_ue_key = released == ue.session.keys["kint_eas_psk"]
+    return seen(
+        symptom=cause != "authentication_failure" and is_ue_key,
+        faithful=cause == "authentication_failure" and released is None,
+        evidence=f"answer {command_of(ue, reply)} cause {cause}; EAS key released: {released is not None}",
+    )
+
+
+@scenario("resync_ignored")
+def auts_ignored(server: HseServer) -> Seen:
+    imsi = PROFILE.pixit.subscribers[0].imsi
+    ind_bits = PROFILE.binding["aka.sqn.ind_bits"]
+    ahead = server.protocol.db.by_imsi(imsi).sqn + (8 << ind_bits)  # the USIM is 8 SEQ ahead of the HSE
+    with ue_for(server, sqn=sqn_bytes(ahead)) as ue:
+        start = request_session_start(ue)
+        first = ue.accept_session_start(start)
+        assert first.outcome is AutnOutcome.SYNCH_FAILURE, f"USIM ahead should answer AUTS: {first.outcome}"
+        ue.send_auts(first.auts, start.session_id)
+        second = ue.accept_session_start(ue.expect("session_start"))
+    return seen(
+        symptom=second.outcome is AutnOutcome.SYNCH_FAILURE,
+        faithful=second.outcome is AutnOutcome.OK,
+        evidence=f"Session Start after AUTS, USIM: {second.outcome.value} {second.reason}",
+    )
+
+
+# ---- the tests -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def faithful_hse():
+    with HseServer(PROFILE, port=0) as server:
+        yield server
+    assert server.protocol.errors == 0
+
+
+def test_every_hse_fault_of_the_catalogue_has_a_scenario():
+    assert len(HSE_FAULTS) == 18
+    assert sorted(SCENARIOS) == sorted(HSE_FAULTS)
+
+
+@pytest.mark.parametrize("fault", HSE_FAULTS)
+def test_the_fault_shows_its_symptom_on_the_wire(fault):
+    with HseServer(PROFILE, faults=frozenset({fault}), port=0) as server:
+        observed = SCENARIOS[fault](server)
+    assert observed.verdict == SYMPTOM, f"{fault} ({BY_NAME[fault].description}): {observed.evidence}"
+    assert server.protocol.errors == 0
+
+
+@pytest.mark.parametrize("fault", HSE_FAULTS)
+def test_the_faithful_hse_does_not_show_the_symptom(faithful_hse, fault):
+    observed = SCENARIOS[fault](faithful_hse)
+    assert observed.verdict == FAITHFUL, f"faithful HSE, scenario for {fault}: {observed.evidence}"
+
+
+def test_after_resynchronisation_the_session_works(faithful_hse):
+    """A USIM ahead of the HSE answers AUTS; the HSE's next Session Start is accepted and the session is
+    usable: confirmed, its UP data echoed, its EAS key the UE's."""
+    imsi = PROFILE.pixit.subscribers[0].imsi
+    ahead = faithful_hse.protocol.db.by_imsi(imsi).sqn + (8 << PROFILE.binding["aka.sqn.ind_bits"])
+    with ue_for(faithful_hse, sqn=sqn_bytes(ahead)) as ue:
+        start = request_session_start(ue)
+        check = ue.accept_session_start(start)
+        assert check.outcome is AutnOutcome.SYNCH_FAILURE
+        ue.send_auts(check.auts, start.session_id)
+        again = ue.expect("session_start")
+        assert ue.accept_session_start(again).outcome is AutnOutcome.OK
+        assert again.session_id == start.session_id and ue.session.checksum_ok
+        ue.confirm()
+        assert echo_of(ue, ue.user_data(b"after resync")) == b"after resync"
+        assert eas_key_matches(faithful_hse, ue)
