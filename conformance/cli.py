@@ -312,37 +312,53 @@ def wireshark_dissector(binding_files: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["hse"]))
+@click.argument("kind", type=click.Choice(["hse", "emks"]))
 @click.option(
     "--profile",
     "profile_path",
     type=click.Path(dir_okay=False),
-    help="SUT profile describing the reference SUT (default: profiles/reference-hse.yaml shipped with the harness).",
+    help="SUT profile describing the reference SUT (default: profiles/reference-<kind>.yaml shipped with the harness).",
 )
-@click.option("--port", type=int, help="UDP port to listen on (default: the profile's, else the binding's).")
+@click.option("--port", type=int, help="HSE: UDP port (default: the profile's, else the binding's).")
+@click.option("--rest-port", type=int, help="Key-server HTTPS port (default: the profile's key_server URL's).")
 @click.option("--fault", "faults", multiple=True, help="Switch on a fault of the catalogue (repeatable).")
-def serve(kind: str, profile_path: str | None, port: int | None, faults: tuple[str, ...]) -> None:
-    """Run a reference SUT as a standalone server, logging every exchange, until interrupted."""
+def serve(
+    kind: str, profile_path: str | None, port: int | None, rest_port: int | None, faults: tuple[str, ...]
+) -> None:
+    """Run a reference SUT as a standalone server, logging every exchange, until interrupted.
+
+    Its certificates (a CA, the server's and clients') are made on first use in the user's cache directory;
+    peers trust the CA and present client certificates from there.
+    """
     import logging
     import time
 
     from conformance.profile import ProfileError, load_profile
     from conformance.reference.faults import UnknownFault, parse_faults
-    from conformance.reference.hse import HseServer
+    from conformance.reference.services import ReferenceEmksService, ReferenceHseService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        profile = load_profile(profile_path or _shipped_profile("reference-hse.yaml"))
-        chosen = parse_faults(faults, "hse")
+        profile = load_profile(profile_path or _shipped_profile(f"reference-{kind}.yaml"))
+        chosen = parse_faults(faults)
+        if profile.sut.kind != kind:
+            raise click.UsageError(f"{profile.path}: sut.kind is {profile.sut.kind!r}, not {kind!r}")
+        service = (
+            ReferenceHseService(profile, chosen, udp_port=port, rest_port=rest_port)
+            if kind == "hse"
+            else ReferenceEmksService(profile, chosen, rest_port=rest_port)
+        )
+        service.__enter__()
     except (ProfileError, UnknownFault) as exc:
         raise click.UsageError(str(exc)) from None
-    try:
-        server = HseServer(profile, chosen, port=port).__enter__()
     except OSError as exc:
-        raise click.UsageError(f"cannot listen on {profile.hse_endpoint}: {exc.strerror}") from None
+        raise click.UsageError(f"cannot listen: {exc.strerror or exc}") from None
+    where = [f"key server {service.keyserver.url}", f"certificates in {service.certs.directory}"]
+    if kind == "hse":
+        where.insert(0, f"UDP {service.hse.address[0]}:{service.hse.address[1]}")
     click.echo(
-        f"reference HSE listening on UDP {server.address[0]}:{server.address[1]}"
-        f"{' with faults ' + ', '.join(sorted(chosen)) if chosen else ''}; Ctrl-C stops it",
+        f"reference {kind.upper()} listening on {'; '.join(where)}"
+        f"{'; faults ' + ', '.join(sorted(chosen)) if chosen else ''}. Ctrl-C stops it.",
         err=True,
     )
     try:
@@ -351,7 +367,7 @@ def serve(kind: str, profile_path: str | None, port: int | None, faults: tuple[s
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
+        service.__exit__(None, None, None)
 
 
 def _shipped_profile(name: str) -> str:

@@ -90,6 +90,7 @@ class Subscriber(Strict):
     services: list[str] = ["key_agreement_only", "up_integrity", "up_confidential"]
     modes: list[str] = ["ue_to_hse", "ue_to_eas"]
     eas_ids: list[str] = []
+    rands: list[Key128] = []  # AKA runs whose keys a key server holds (EMKS provisioning), oldest first
 
     @model_validator(mode="after")
     def _one_operator_key(self) -> Subscriber:
@@ -126,6 +127,7 @@ class Pixit(Strict):
     home_network_keys: list[HomeNetworkKey] = []
     serving_network_name: str = "5G:mnc001.mcc001.3gppnetwork.org"
     eas_id: str = "eas.example.com"
+    emse_id: str = "emse-1"
     reply_timeout: float = Field(2.0, gt=0)
 
 

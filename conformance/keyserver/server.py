@@ -12,6 +12,7 @@ Each exchange is logged as one line: client address, method, path, status, certi
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import socket
 import ssl
@@ -178,9 +179,13 @@ class KeyServer:
 
     def run_coroutine(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         """Run a coroutine on the server's event loop (e.g. `app.state.keyserver.notify_all(ue_id)`)."""
+        return self.submit(coroutine).result(timeout)
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule a coroutine on the server's event loop without waiting for it (e.g. a push)."""
         if self._loop is None or self._thread is None or not self._thread.is_alive():
             raise RuntimeError("the key server is not running")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()

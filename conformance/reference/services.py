@@ -1,0 +1,124 @@
+"""The reference SUTs as whole services: the HSE (EMSDP over UDP and its EAS-facing key server over HTTPS)
+and the EMKS (key server only), each with certificates generated on first use.
+
+Certificates live in the user's cache directory (one CA per reference SUT), never in the repository; the
+harness's roles take their client certificates from the same directory, so both ends trust each other.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from conformance.crypto.milenage import compute_opc
+from conformance.keyserver.app import create_app
+from conformance.keyserver.certs import CertificateDirectory
+from conformance.keyserver.client import client_ssl_context
+from conformance.keyserver.server import KeyServer, server_ssl_context
+from conformance.keyserver.store import EmksStore
+from conformance.profile import LoadedProfile
+from conformance.reference.faults import CATALOGUE, parse_faults
+from conformance.reference.hse import HseServer
+
+
+def _split(faults: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+    keyserver = {f.name for f in CATALOGUE if f.component == "keyserver"}
+    return faults - keyserver, faults & keyserver
+
+
+def key_server_port(profile: LoadedProfile, port: int | None) -> int:
+    """The port to serve the key server on: the one asked, else the profile's key_server URL's, else free."""
+    if port is not None:
+        return port
+    url = profile.endpoints.key_server
+    return (urlsplit(url).port or 443) if url else 0
+
+
+def certificates(profile: LoadedProfile) -> CertificateDirectory:
+    return CertificateDirectory(name=f"reference-{profile.sut.kind}")
+
+
+class ReferenceHseService:
+    """The reference HSE: UDP for the UE, HTTPS with mutual TLS for the EAS; a new EAS key is pushed to every
+    subscribed EAS as soon as the HSE publishes it."""
+
+    def __init__(
+        self,
+        profile: LoadedProfile,
+        faults: frozenset[str] = frozenset(),
+        *,
+        udp_port: int | None = None,
+        rest_port: int | None = None,
+        certs: CertificateDirectory | None = None,
+    ):
+        chosen = faults | parse_faults(profile.reference.faults)
+        hse_faults, keyserver_faults = _split(chosen)
+        self.certs = certs or certificates(profile)
+        self.hse = HseServer(profile, hse_faults, port=udp_port)
+        binding = profile.binding
+        push = self.certs.client("reference-hse")
+        self.app = create_app(
+            binding,
+            self.hse.protocol.eas_keys,
+            faults=keyserver_faults,
+            push_ssl=client_ssl_context(binding, ca=self.certs.ca, cert=push.cert, key=push.key),
+        )
+        server = self.certs.server()
+        context = server_ssl_context(
+            binding, ca=self.certs.ca, cert=server.cert, key=server.key, faults=keyserver_faults
+        )
+        self.keyserver = KeyServer(
+            self.app, context, host=profile.hse_endpoint[0], port=key_server_port(profile, rest_port)
+        )
+        state = self.app.state.keyserver
+        self.hse.protocol.key_published = lambda eas_id, ue_id: self.keyserver.submit(state.notify_all(ue_id))
+
+    def __enter__(self) -> ReferenceHseService:
+        self.keyserver.start()
+        self.hse.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.hse.close()
+        self.keyserver.stop()
+
+
+class ReferenceEmksService:
+    """The reference EMKS: the key server with e2m_int_keys provisioned from the profile's subscribers
+    (one per RAND listed, oldest first), as the HSS would push them (seed 002)."""
+
+    def __init__(
+        self,
+        profile: LoadedProfile,
+        faults: frozenset[str] = frozenset(),
+        *,
+        rest_port: int | None = None,
+        certs: CertificateDirectory | None = None,
+    ):
+        keyserver_faults = _split(faults | parse_faults(profile.reference.faults))[1]
+        self.certs = certs or certificates(profile)
+        binding = profile.binding
+        self.store = EmksStore(binding, faults=keyserver_faults)
+        for subscriber in profile.pixit.subscribers:
+            opc = subscriber.opc or compute_opc(subscriber.k, subscriber.op)
+            for rand in subscriber.rands:
+                self.store.provision_from_aka(subscriber.imsi, subscriber.k, opc, rand)
+        push = self.certs.client("reference-emks")
+        self.app = create_app(
+            binding,
+            self.store,
+            faults=keyserver_faults,
+            push_ssl=client_ssl_context(binding, ca=self.certs.ca, cert=push.cert, key=push.key),
+        )
+        server = self.certs.server()
+        context = server_ssl_context(
+            binding, ca=self.certs.ca, cert=server.cert, key=server.key, faults=keyserver_faults
+        )
+        host = urlsplit(profile.endpoints.key_server or "https://127.0.0.1").hostname or "127.0.0.1"
+        self.keyserver = KeyServer(self.app, context, host=host, port=key_server_port(profile, rest_port))
+
+    def __enter__(self) -> ReferenceEmksService:
+        self.keyserver.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.keyserver.stop()
