@@ -137,6 +137,7 @@ class Reference(Strict):
     faults: list[str] = []
     rekey_after_up_messages: int | None = Field(None, ge=1, description="HSE starts Manage Keys after N UP messages")
     idle_timeout: float | None = Field(None, gt=0, description="HSE terminates a session idle this long (s)")
+    eas_user_plane: UdpEndpoint | None = Field(None, description="HSE relays UE-to-EAS user plane to/from here")
 
 
 class Profile(Strict):

@@ -10,7 +10,9 @@ What it does where TS 33.163 is silent is the binding's assumption, and beyond t
   UE asks with an empty Request; the new keys apply from the next session (seed 003), but the EAS can fetch
   the new KInt_EAS_PSK at once.
 - UP data in UE-to-HSE mode is verified, deciphered (confidential service) and echoed back protected in
-  the downlink; in UE-to-EAS mode it is passed on unchanged to the EAS, if one is configured.
+  the downlink; in UE-to-EAS mode it is relayed unchanged to the EAS user-plane endpoint of the profile, and
+  what the EAS sends for a session is relayed unchanged to its UE (TS 33.163 6.2.1: the HSE may pass the
+  user plane through unmodified).
 - Errors: Message Reject with the binding's cause, or silent discard where `emsdp.error_reaction` says so.
   Whatever arrives, the server keeps serving: a datagram that breaks the handler is logged and dropped.
 """
@@ -118,6 +120,8 @@ class ReferenceHse(asyncio.DatagramProtocol):
         self.errors = 0
         self._next_session = 1
         self.key_published: Callable[[str, str], None] | None = None  # (EAS id, UE id): push the new key
+        eas = profile.reference.eas_user_plane
+        self.eas_user_plane = (eas.host, eas.port) if eas and eas.port else None
 
     def _derivation_binding(self) -> Any:
         """The crypto faults are wrong derivations: express them as binding changes, so the faulty HSE uses
@@ -160,6 +164,9 @@ class ReferenceHse(asyncio.DatagramProtocol):
             if session.scheme != packet.scheme:
                 packet = self.codec.decode(data, session.scheme)
         log.info("<- %s:%s %s", addr[0], addr[1], self._summary(packet))
+        if addr == self.eas_user_plane:
+            self.from_eas(data, packet)
+            return
         if isinstance(packet, self.codec.layers.truncated):
             log.info("discarded %d octets from %s: %s", len(data), addr, packet.problems)
             return
@@ -495,8 +502,11 @@ class ReferenceHse(asyncio.DatagramProtocol):
         session = self.sessions.get(packet.session_id)
         if session is None:
             raise Reject("unknown_session", f"no session {packet.session_id}", self._reaction("unknown_session"))
-        if session.mode == "ue_to_eas":
-            return  # pass-through to an EAS user-plane endpoint: none configured in the reference
+        if session.mode == "ue_to_eas":  # end to end between UE and EAS: relayed, not verified
+            if self.eas_user_plane is None:
+                raise Reject("service_not_allowed", "UE-to-EAS mode without an EAS user-plane endpoint", "discard")
+            self.send(packet, self.eas_user_plane)
+            return
         self.verify(session, packet, "up", addr)
         data = packet.data
         if session.service == "up_confidential":
@@ -506,6 +516,14 @@ class ReferenceHse(asyncio.DatagramProtocol):
         threshold = self.profile.reference.rekey_after_up_messages
         if threshold and session.up_messages % threshold == 0 and session.pending is None:
             self.start_manage_keys(session)
+
+    def from_eas(self, data: bytes, packet: Any) -> None:
+        """Downlink UE-to-EAS user plane: relay it unchanged to the UE of the session it names."""
+        session = self.sessions.get(getattr(packet, "session_id", None))
+        if session is None or session.mode != "ue_to_eas" or getattr(packet, "plane", None) != "up":
+            log.info("dropped %d octets from the EAS: no UE-to-EAS session for them", len(data))
+            return
+        self.transport.sendto(data, session.addr)  # type: ignore[union-attr]  (relayed as received)
 
     def echo(self, session: Session, data: bytes) -> None:
         """The reference application behind the HSE echoes every UP message back, protected downlink."""

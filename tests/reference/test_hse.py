@@ -232,3 +232,34 @@ def test_a_forged_message_cannot_redirect_a_session():
         attacker.settimeout(0.2)
         with pytest.raises(TimeoutError):
             attacker.recvfrom(2048)
+
+
+def test_ue_to_eas_user_plane_is_relayed_unchanged_both_ways():
+    """TS 33.163 6.2.1: in UE-to-EAS mode the HSE may pass the EMSDP user plane through unmodified."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as eas:
+        eas.bind(("127.0.0.1", 0))
+        eas.settimeout(2)
+        data = profile_with(eas_user_plane={"host": "127.0.0.1", "port": eas.getsockname()[1]})
+        data["pixit"]["subscribers"][0]["modes"] = ["ue_to_eas"]
+        profile = load_profile(data)
+        with HseServer(profile, port=0) as server, ue_for(server, profile=profile) as ue:
+            session = ue.start()
+            assert session.config["mode"] == "ue_to_eas"
+            uplink = bytes(ue.user_data(b"for the enterprise"))
+            ue.send(uplink)
+            relayed, hse_address = eas.recvfrom(2048)
+            assert relayed == uplink
+            downlink = bytes(
+                ue.codec.up(
+                    b"from the enterprise",
+                    scheme=session.scheme,
+                    key_id=1,
+                    counter=1,
+                    session_id=session.id,
+                    mac=bytes(8),
+                )
+            )
+            eas.sendto(downlink, hse_address)
+            assert bytes(ue.expect(None)) == downlink
