@@ -66,3 +66,47 @@ class MessageSecurity:
         bits = self.layout.counter_bits[plane][scheme]
         count = self.protection.count(session_id, counter, bits, direction)
         return self.protection.crypt(self.key(keys, plane, "ciphering"), count, data)
+
+    def protected_cp(
+        self,
+        command: str,
+        tlvs: list[tuple[str, bytes]],
+        keys: Mapping[str, bytes],
+        *,
+        session_id: int,
+        counter: int,
+        scheme: int,
+        key_id: int,
+        direction: str,
+    ) -> EmsdpPacket:
+        """A control-plane message under a session's keys (its MAC set)."""
+        message = self.codec.cp(
+            command,
+            tlvs,
+            scheme=scheme,
+            key_id=key_id,
+            counter=counter,
+            session_id=session_id,
+            mac=bytes(self.layout.mac_bytes),
+        )
+        return self.seal(message, keys, direction)
+
+    def protected_up(
+        self,
+        data: bytes,
+        keys: Mapping[str, bytes],
+        *,
+        session_id: int,
+        counter: int,
+        scheme: int,
+        key_id: int,
+        direction: str,
+        cipher: bool,
+    ) -> EmsdpPacket:
+        """A user-plane message under a session's keys: ciphered first when `cipher`, then its MAC set."""
+        if cipher:
+            data = self.crypt(data, keys, "up", session_id, counter, scheme, direction)
+        message = self.codec.up(
+            data, scheme=scheme, key_id=key_id, counter=counter, session_id=session_id, mac=bytes(self.layout.mac_bytes)
+        )
+        return self.seal(message, keys, direction)

@@ -244,16 +244,16 @@ class ReferenceHse(asyncio.DatagramProtocol):
     def protected(self, session: Session, command: str, tlvs: list[tuple[str, bytes]]) -> Any:
         """A downlink CP message under the session's keys: Key ID, next HSE counter, MAC."""
         counter = session.hse_cp_counter = session.hse_cp_counter + 1
-        message = self.codec.cp(
+        return self.security.protected_cp(
             command,
             tlvs,
+            session.keys,
+            session_id=session.id,
+            counter=counter,
             scheme=session.scheme,
             key_id=SESSION_KEY_ID,
-            counter=counter,
-            session_id=session.id,
-            mac=bytes(self.layout.mac_bytes),
+            direction=DOWNLINK,
         )
-        return self.security.seal(message, session.keys, DOWNLINK)
 
     def reject(self, packet: Any, addr: tuple[str, int], cause: str) -> None:
         tlvs = [("cause", bytes([self.layout.causes[cause]]))]
@@ -528,17 +528,17 @@ class ReferenceHse(asyncio.DatagramProtocol):
     def echo(self, session: Session, data: bytes) -> None:
         """The reference application behind the HSE echoes every UP message back, protected downlink."""
         counter = session.hse_up_counter = session.hse_up_counter + 1
-        if session.service == "up_confidential":
-            data = self.security.crypt(data, session.keys, "up", session.id, counter, session.scheme, DOWNLINK)
-        message = self.codec.up(
+        message = self.security.protected_up(
             data,
+            session.keys,
+            session_id=session.id,
+            counter=counter,
             scheme=session.scheme,
             key_id=SESSION_KEY_ID,
-            counter=counter,
-            session_id=session.id,
-            mac=bytes(self.layout.mac_bytes),
+            direction=DOWNLINK,
+            cipher=session.service == "up_confidential",
         )
-        self.send(self.security.seal(message, session.keys, DOWNLINK), session.addr)
+        self.send(message, session.addr)
 
     # ---- timers ------------------------------------------------------------------------------------
 

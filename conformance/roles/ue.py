@@ -236,16 +236,16 @@ class Ue:
         if counter is None:
             session.cp_counter += 1
             counter = session.cp_counter
-        message = self.codec.cp(
+        return self.security.protected_cp(
             command,
             tlvs,
+            session.keys,
+            session_id=session.id,
+            counter=counter,
             scheme=session.scheme,
             key_id=session.key_id,
-            counter=counter,
-            session_id=session.id,
-            mac=bytes(self.layout.mac_bytes),
+            direction=UPLINK,
         )
-        return self.security.seal(message, session.keys, UPLINK)
 
     def send_protected(self, command: str, tlvs: list[tuple[str, bytes]]) -> EmsdpPacket:
         message = self.protected(command, tlvs)
@@ -258,17 +258,16 @@ class Ue:
         if counter is None:
             session.up_counter += 1
             counter = session.up_counter
-        if session.config["service"] == "up_confidential":
-            data = self.security.crypt(data, session.keys, "up", session.id, counter, session.scheme, UPLINK)
-        message = self.codec.up(
+        return self.security.protected_up(
             data,
+            session.keys,
+            session_id=session.id,
+            counter=counter,
             scheme=session.scheme,
             key_id=session.key_id,
-            counter=counter,
-            session_id=session.id,
-            mac=bytes(self.layout.mac_bytes),
+            direction=UPLINK,
+            cipher=session.config["service"] == "up_confidential",
         )
-        return self.security.seal(message, session.keys, UPLINK)
 
     def check_downlink(self, packet: EmsdpPacket) -> bytes | None:
         """Verify a downlink message (MAC and counter freshness); for UP data return the plaintext."""
