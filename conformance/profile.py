@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
 from conformance.binding import Binding, BindingError, load_binding
 from conformance.reference.faults import UnknownFault, parse_faults
@@ -43,10 +43,11 @@ def _hex(octets: int | None) -> Any:
     return BeforeValidator(parse)
 
 
-Hex = Annotated[bytes, _hex(None)]
-Key128 = Annotated[bytes, _hex(16)]
-Sqn = Annotated[bytes, _hex(6)]
-Amf = Annotated[bytes, _hex(2)]
+_AS_HEX = PlainSerializer(lambda value: value.hex(), return_type=str, when_used="json")  # dumps load back
+Hex = Annotated[bytes, _hex(None), _AS_HEX]
+Key128 = Annotated[bytes, _hex(16), _AS_HEX]
+Sqn = Annotated[bytes, _hex(6), _AS_HEX]
+Amf = Annotated[bytes, _hex(2), _AS_HEX]
 Digits = Annotated[str, Field(pattern=r"^[0-9]{6,15}$")]
 
 

@@ -40,8 +40,9 @@ class TracedMessage:
         }
 
 
-def read_trace(path: str | Path, codec: Codec, default_scheme: int | None = None) -> Iterator[TracedMessage]:
-    """The EMSDP datagrams of a pcap/pcapng file (UDP to or from the binding's port), decoded in order."""
+def read_trace(path: str | Path, codec: Codec, default_scheme: int | None = None,
+               port: int | None = None) -> Iterator[TracedMessage]:
+    """The EMSDP datagrams of a pcap/pcapng file (UDP to or from `port`, default the binding's), in order."""
     from scapy.error import Scapy_Exception
     from scapy.layers.inet import UDP
     from scapy.layers.inet6 import IPv6  # noqa: F401  (registers IPv6 so its UDP is dissected)
@@ -57,7 +58,7 @@ def read_trace(path: str | Path, codec: Codec, default_scheme: int | None = None
     with reader:
         for number, frame in enumerate(reader, 1):
             udp = frame.getlayer(UDP)
-            if udp is None or layout.udp_port not in (udp.sport, udp.dport):
+            if udp is None or (port or layout.udp_port) not in (udp.sport, udp.dport):
                 continue
             ip = udp.underlayer
             src, dst = (str(ip.src), udp.sport), (str(ip.dst), udp.dport)

@@ -123,7 +123,7 @@ class Ue:
 
     # ---- session set-up ----------------------------------------------------------------------------
 
-    def session_request(
+    def build_session_request(
         self,
         *,
         identity: str = "imsi",
@@ -133,11 +133,13 @@ class Ue:
         serving_network: bool = True,
         eas_id: str | None = None,
         release: int | None = None,
+        imsi: str | None = None,
         extra: tuple[tuple[str, bytes], ...] = (),
     ) -> EmsdpPacket:
-        """Send a Session Request (Session ID 0, Key ID 0, counter unchecked by the HSE)."""
+        """A Session Request (Session ID 0, Key ID 0, counter unchecked by the HSE); `imsi` overrides the
+        subscriber's, e.g. to ask for one the HSE does not know."""
         tlvs: list[tuple[str, bytes]] = (
-            [("suci", suci)] if identity == "suci" and suci else [("imsi", encode_imsi(self.credentials.imsi))]
+            [("suci", suci)] if identity == "suci" and suci else [("imsi", encode_imsi(imsi or self.credentials.imsi))]
         )
         tlvs.append(
             (
@@ -151,7 +153,11 @@ class Ue:
         if serving_network:
             tlvs.append(("serving_network", encode_serving_network(self.layout, self.snn)))
         tlvs.extend(extra)
-        message = self.codec.cp("session_request", tlvs, key_id=0, counter=0, session_id=0)
+        return self.codec.cp("session_request", tlvs, key_id=0, counter=0, session_id=0)
+
+    def session_request(self, **options: Any) -> EmsdpPacket:
+        """Build and send a Session Request (options as for `build_session_request`)."""
+        message = self.build_session_request(**options)
         self.last_request = self.send(message)
         return message
 

@@ -1,0 +1,96 @@
+"""What one case runs with: the SUT profile, the roles it plays (created on first use), and the capture tap
+that records every datagram of the case into its own pcap."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from conformance.capture.tap import PcapTap
+from conformance.emsdp.codec import Codec
+from conformance.emsdp.layers import EmsdpPacket
+from conformance.keyserver.certs import CertificateDirectory
+from conformance.profile import LoadedProfile
+from conformance.roles.eas import Eas
+from conformance.roles.ue import Credentials, Ue
+
+
+class NotApplicable(Exception):
+    """The case needs something this SUT or its profile does not offer."""
+
+
+class Context:
+    def __init__(self, profile: LoadedProfile, pcap: Path, *, certs: CertificateDirectory | None = None):
+        self.profile = profile
+        self.binding = profile.binding
+        self.codec = Codec(self.binding)
+        self.layout = self.codec.layout
+        self.timeout = profile.pixit.reply_timeout
+        self.tap = PcapTap(pcap)
+        self.pcap = pcap
+        self.certs = certs  # the SUT's CA and client certificates, when the harness made them (embedded SUT)
+        self.ues: dict[str, Ue] = {}
+        self.eases: dict[str, Eas] = {}
+        self.last: dict[str, EmsdpPacket | None] = {}  # the last message each UE received
+        self.saved: dict[str, Any] = {}
+        self.started = time.time()
+
+    # ---- roles -------------------------------------------------------------------------------------
+
+    def ue(self, name: str = "ue", subscriber: int = 0, *, sqn_offset: int = 0) -> Ue:
+        if name not in self.ues:
+            subscribers = self.profile.pixit.subscribers
+            if subscriber >= len(subscribers):
+                raise NotApplicable(f"the case needs test subscriber {subscriber}; the profile has {len(subscribers)}")
+            credentials = Credentials.from_subscriber(subscribers[subscriber])
+            if sqn_offset:  # a USIM ahead of the network, to provoke a resynchronisation
+                sqn = int.from_bytes(credentials.sqn, "big") + (sqn_offset << self.binding["aka.sqn.ind_bits"])
+                credentials = Credentials(credentials.imsi, credentials.k, credentials.opc, sqn.to_bytes(6, "big"))
+            self.ues[name] = Ue(
+                self.binding,
+                credentials,
+                self.profile.hse_endpoint,
+                snn=self.profile.pixit.serving_network_name,
+                eas_id=self.profile.pixit.eas_id,
+                tap=self.tap,
+                timeout=self.timeout,
+            )
+        return self.ues[name]
+
+    def eas(self, identity: str | None = None, *, certificate: str = "own") -> Eas:
+        """An EAS client. certificate: own (its identity's), none, foreign (another CA), or the name of another
+        identity from the SUT's CA (needs certificates the harness made)."""
+        identity = identity or self.profile.pixit.eas_id
+        key = f"{identity}/{certificate}"
+        if key in self.eases:
+            return self.eases[key]
+        url = self.profile.endpoints.key_server
+        if not url:
+            raise NotApplicable("the profile names no key_server endpoint")
+        ca, cert, key_file, server = self._material(identity, certificate)
+        self.eases[key] = Eas(url, self.binding, ca=ca, cert=cert, key=key_file, server_cert=server)
+        return self.eases[key]
+
+    def _material(self, identity: str, certificate: str) -> tuple[Path, Path | None, Path | None, Any]:
+        if self.certs is None:
+            tls = self.profile.tls
+            if certificate != "own" or tls.ca is None:
+                raise NotApplicable(f"certificate '{certificate}' needs certificates the harness makes (embedded SUT)")
+            return tls.ca, tls.cert, tls.key, None
+        server = self.certs.server()
+        if certificate == "none":
+            return self.certs.ca, None, None, (server.cert, server.key)
+        if certificate == "foreign":
+            other = CertificateDirectory(self.pcap.parent / "foreign-ca")
+            pair = other.client(identity)
+            return self.certs.ca, pair.cert, pair.key, (server.cert, server.key)
+        pair = self.certs.client(identity if certificate == "own" else certificate)
+        return self.certs.ca, pair.cert, pair.key, (server.cert, server.key)
+
+    def close(self) -> None:
+        for ue in self.ues.values():
+            ue.close()
+        for eas in self.eases.values():
+            eas.close()
+        self.tap.close()

@@ -1,0 +1,201 @@
+"""Matchers: checks on a received message (the `check:` of an `expect` step) and on keys. Each raises
+CheckFailed with what was expected and what was observed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from conformance.crypto.aka import AutnOutcome
+from conformance.emsdp.values import decode_hse_config
+from conformance.engine.results import CheckFailed, Inconclusive
+from conformance.roles.ue import ProtocolError, tlv_values
+
+MATCHERS: dict[str, Callable[..., None]] = {}
+
+
+def matcher(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    def register(fn: Callable[..., None]) -> Callable[..., None]:
+        MATCHERS[name] = fn
+        return fn
+
+    return register
+
+
+def run_checks(ctx: Any, ue: Any, packet: Any, checks: dict[str, Any], name: str) -> None:
+    for key, expected in checks.items():
+        MATCHERS[key](ctx, ue, packet, expected, name)
+
+
+def _equal(expectation: str, expected: Any, observed: Any) -> None:
+    if isinstance(expected, dict) and set(expected) == {"not"}:
+        if observed == expected["not"]:
+            raise CheckFailed(expectation, f"not {expected['not']!r}", observed)
+    elif observed != expected:
+        raise CheckFailed(expectation, expected, observed)
+
+
+@matcher("no_problems")
+def no_problems(ctx: Any, ue: Any, packet: Any, expected: bool, name: str) -> None:
+    """The message decodes cleanly: no truncated or wrong-size TLV, no unknown tag or command."""
+    if expected and packet.problems:
+        raise CheckFailed("a well-formed message", "no problems", packet.problems)
+
+
+@matcher("header")
+def header(ctx: Any, ue: Any, packet: Any, expected: dict[str, Any], name: str) -> None:
+    """Header fields equal (or {not: value}), e.g. {session_id: {not: 0}, key_id: 0}."""
+    for field, value in expected.items():
+        _equal(f"header field {field}", value, packet.getfieldval(field))
+
+
+@matcher("mandatory_tlvs")
+def mandatory_tlvs(ctx: Any, ue: Any, packet: Any, command: str, name: str) -> None:
+    """Every TLV the binding lists as mandatory for `command` (emsdp.tlv_lists.<command>_mandatory) is there."""
+    present = tlv_values(packet)
+    missing = [
+        item
+        for item in ctx.binding[f"emsdp.tlv_lists.{command}_mandatory"]
+        if not any(alt in present for alt in item.split("|"))
+    ]
+    if missing:
+        raise CheckFailed(
+            f"the mandatory TLVs of {command}", "all present", {"missing": missing, "present": sorted(present)}
+        )
+
+
+@matcher("tlv_order")
+def tlv_order(ctx: Any, ue: Any, packet: Any, command: str, name: str) -> None:
+    """The known TLVs come in the order the binding lists them for `command`."""
+    order = [alt for item in ctx.binding[f"emsdp.tlv_lists.{command}_mandatory"] for alt in item.split("|")]
+    seen = [t.tag_name for t in packet.tlvs if getattr(t, "tag_name", None) in order]
+    if seen != sorted(seen, key=order.index):
+        raise CheckFailed(f"TLVs of {command} in binding order", order, seen)
+
+
+@matcher("cause")
+def cause(ctx: Any, ue: Any, packet: Any, expected: str, name: str) -> None:
+    """A Message Reject's cause TLV names this cause of the binding (emsdp.reject_causes)."""
+    value = tlv_values(packet).get("cause")
+    observed = ctx.layout.cause_names().get(value[0], value.hex()) if value else None
+    _equal("the reject cause", expected, observed)
+
+
+@matcher("rejected_command")
+def rejected_command(ctx: Any, ue: Any, packet: Any, expected: str, name: str) -> None:
+    """A Message Reject names the command it rejects."""
+    value = tlv_values(packet).get("rejected_command")
+    _equal("the rejected command", expected, ctx.layout.command_names().get(value[0]) if value else None)
+
+
+@matcher("autn")
+def autn(ctx: Any, ue: Any, packet: Any, expected: str, name: str) -> None:
+    """Run the USIM on a Session Start: 'verifies' (MAC-A, SQN, AMF separation bit all good; the session
+    opens), or the failure it must produce: mac_failure, synch_failure (AUTS is kept for the next step)."""
+    try:
+        check = ue.accept_session_start(packet)
+    except ProtocolError as exc:
+        raise CheckFailed("a Session Start the USIM can check", "RAND, AUTN and HSE configuration", str(exc)) from None
+    observed = "verifies" if check.outcome is AutnOutcome.OK else check.outcome.value
+    if check.outcome is AutnOutcome.SYNCH_FAILURE:
+        ctx.saved[f"{name}.auts"] = check.auts
+        ctx.saved[f"{name}.session_id"] = packet.session_id
+    _equal(
+        "the USIM's verdict on AUTN",
+        expected,
+        f"{observed}" + (f" ({check.reason})" if check.reason and observed != expected else ""),
+    )
+
+
+@matcher("request_checksum")
+def request_checksum(ctx: Any, ue: Any, packet: Any, expected: str, name: str) -> None:
+    """The Session Start's checksum covers the Session Request the UE sent ('valid'); run after autn."""
+    if ue.session is None:
+        raise Inconclusive("the checksum can only be checked once the session keys are known")
+    _equal("the request checksum", expected, "valid" if ue.session.checksum_ok else "invalid")
+
+
+@matcher("hse_config")
+def hse_config(ctx: Any, ue: Any, packet: Any, expected: dict[str, Any], name: str) -> None:
+    """Fields of the HSE configuration TLV, e.g. {service: up_integrity, start_confirmation_required: true};
+    a list means any of them."""
+    value = tlv_values(packet).get("hse_config")
+    if value is None:
+        raise CheckFailed("an HSE configuration TLV", "present", "absent")
+    decoded = decode_hse_config(ctx.layout, value)
+    for field, want in expected.items():
+        got = decoded.get(field)
+        if isinstance(want, list) and got not in want:
+            raise CheckFailed(f"HSE configuration {field}", f"one of {want}", got)
+        if not isinstance(want, list):
+            _equal(f"HSE configuration {field}", want, got)
+
+
+@matcher("protected")
+def protected(ctx: Any, ue: Any, packet: Any, expected: bool, name: str) -> None:
+    """A downlink message under the session's keys: its MAC verifies and its counter is fresh."""
+    try:
+        ue.check_downlink(packet)
+    except ProtocolError as exc:
+        raise CheckFailed(
+            "a downlink message protected with the session's keys", "MAC and counter good", str(exc)
+        ) from None
+
+
+@matcher("data")
+def data(ctx: Any, ue: Any, packet: Any, expected: str, name: str) -> None:
+    """UP data that verifies and deciphers to this text (the reference application echoes what it got)."""
+    try:
+        plain = ue.check_downlink(packet)
+    except ProtocolError as exc:
+        raise CheckFailed("user data protected with the session's keys", "MAC and counter good", str(exc)) from None
+    _equal("the user data", expected.encode(), plain)
+
+
+@matcher("from_port")
+def from_port(ctx: Any, ue: Any, packet: Any, expected: str, name: str) -> None:
+    """The reply came from the address and port the UE sent to ('same')."""
+    observed = ue.received_from
+    if expected == "same" and (observed[0], observed[1]) != tuple(ue.hse):
+        raise CheckFailed("the reply's source", f"{ue.hse[0]}:{ue.hse[1]}", f"{observed[0]}:{observed[1]}")
+
+
+def key_check(ctx: Any, role: Any, options: dict[str, Any], *, deleted: bool = False) -> None:
+    """Fetch a UE key as the EAS and compare it with what the UE derived (key: session | next | old | bogus)."""
+    which = options.get("key", "session")
+    ue = ctx.ue()
+    if ue.session is None:
+        raise Inconclusive("no UE session to compare keys with")
+    session_id = ctx.saved.get("eas.session")
+    if session_id is None:
+        raise Inconclusive("the EAS is not registered")
+    bits = ctx.binding["keys.key_identifier.bits"] // 8
+    if which == "next":
+        key_id, expected = ctx.saved.get("next_key_id"), ctx.saved.get("next_keys", {}).get("kint_eas_psk")
+        if key_id is None:
+            raise Inconclusive("no Manage Keys run completed")
+    elif which == "old":
+        key_id, expected = ctx.saved.get("old_key_id"), ctx.saved.get("old_key")
+    else:
+        key_id, expected = ue.session.rand[-bits:], ue.session.keys["kint_eas_psk"]
+    if which == "bogus":
+        key_id, expected = bytes(b ^ 0xFF for b in key_id), None
+    path = role.client.path("ue_key", session_id=session_id, ue_id=ue.credentials.imsi, key_id=key_id.hex())
+    response = role.client.request("GET", path)
+    if deleted or expected is None:
+        allowed = ctx.binding["rest.status.unknown_registration" if deleted else "rest.status.unknown_key"]
+        if response.status_code not in allowed:
+            raise CheckFailed("the key request refused", allowed, f"HTTP {response.status_code}")
+        return
+    if response.status_code not in ctx.binding["rest.status.key_delivered"]:
+        raise CheckFailed(
+            "the key delivered",
+            ctx.binding["rest.status.key_delivered"],
+            f"HTTP {response.status_code}: {response.text[:200]}",
+        )
+    doc = role.client.xml.parse_ue_key(response.content)
+    if doc.key != expected:
+        raise CheckFailed(
+            "the EAS gets the KInt_EAS_PSK the UE derived (TS 33.163 Annex B)", expected.hex(), doc.key.hex()
+        )
+    ctx.saved["old_key_id"], ctx.saved["old_key"] = key_id, expected

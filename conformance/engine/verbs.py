@@ -1,0 +1,306 @@
+"""Step verbs: what a case may do. Each is a small function (context, arguments); the docstring is what
+`best-conformance explain` shows. `with:` gives options, `as:` names the UE (default "ue")."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from conformance.crypto.aka import AutnOutcome
+from conformance.engine.context import Context, NotApplicable
+from conformance.engine.matchers import run_checks
+from conformance.engine.results import CheckFailed, Inconclusive
+from conformance.keyserver.client import KeyServerError
+from conformance.roles.ue import ProtocolError
+
+VERBS: dict[str, Callable[[Context, dict[str, Any]], None]] = {}
+
+
+def verb(name: str) -> Callable[[Callable[[Context, dict[str, Any]], None]], Callable[[Context, dict[str, Any]], None]]:
+    def register(fn: Callable[[Context, dict[str, Any]], None]) -> Callable[[Context, dict[str, Any]], None]:
+        VERBS[name] = fn
+        return fn
+
+    return register
+
+
+def _ue(ctx: Context, args: dict[str, Any]):
+    options = args.get("with") or {}
+    return ctx.ue(args.get("as", "ue"), options.get("subscriber", 0), sqn_offset=options.get("sqn_ahead", 0))
+
+
+def _seconds(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    text = str(value).strip()
+    return float(text[:-2]) / 1000 if text.endswith("ms") else float(text.rstrip("s"))
+
+
+_REQUEST_OPTIONS = ("identity", "key_agreements", "confidentiality", "serving_network", "eas_id", "release", "imsi")
+
+
+def _request_options(ctx: Context, ue: Any, options: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {k: options[k] for k in _REQUEST_OPTIONS if k in options}
+    if "key_agreements" in kwargs:
+        kwargs["key_agreements"] = tuple(kwargs["key_agreements"])
+    if "imsi" in kwargs:
+        kwargs["imsi"] = str(kwargs["imsi"])
+    if options.get("identity") == "suci":
+        kwargs["suci"] = _suci(ctx, ue, options.get("suci_profile", "A"))
+    return kwargs
+
+
+def _session_request(ctx: Context, ue: Any, options: dict[str, Any]) -> None:
+    ue.session_request(**_request_options(ctx, ue, options))
+
+
+def _suci(ctx: Context, ue: Any, profile_name: str) -> bytes:
+    from conformance.crypto.suci import PROFILE_A, PROFILE_B, Suci, build_suci, conceal, encode_msin
+
+    if profile_name not in ctx.profile.pics.suci_profiles:
+        raise NotApplicable(f"the SUT does not claim SUCI profile {profile_name}")
+    key = next((k for k in ctx.profile.pixit.home_network_keys if k.profile == profile_name), None)
+    if key is None:
+        raise NotApplicable(f"no home network public key for profile {profile_name} in the PIXIT")
+    imsi = ue.credentials.imsi
+    mnc_digits = 2  # the test subscribers' MCC/MNC split: 3 + 2 (PIXIT could say otherwise)
+    mcc, mnc, msin = imsi[:3], imsi[3 : 3 + mnc_digits], imsi[3 + mnc_digits :]
+    output = conceal(encode_msin(msin), key.public_key, profile_name)
+    scheme = PROFILE_A if profile_name == "A" else PROFILE_B
+    suci = Suci(0, mcc, mnc, "0", scheme, key.id, output)
+    fmt = ctx.binding["suci.format"]
+    value = build_suci(suci, fmt)
+    return value if isinstance(value, bytes) else value.encode()
+
+
+@verb("start_session")
+def start_session(ctx: Context, args: dict[str, Any]) -> None:
+    """Preamble: Session Request, a Session Start whose AUTN the USIM accepts, Start Confirmation with RES.
+    with: the Session Request options (identity, key_agreements, confidentiality, serving_network, eas_id),
+    subscriber (index in the PIXIT). A failure here makes the case inconclusive, not failed."""
+    ue = _ue(ctx, args)
+    options = dict(args.get("with") or {})
+    try:
+        _session_request(ctx, ue, options)
+        start = ue.expect("session_start", timeout=ctx.timeout)
+        check = ue.accept_session_start(start)
+        if check.outcome is not AutnOutcome.OK:
+            raise ProtocolError(f"the USIM refused AUTN: {check.outcome.value} ({check.reason})")
+        if options.get("confirm", True):
+            ue.confirm()
+    except ProtocolError as exc:
+        raise Inconclusive(f"could not set up a BEST session: {exc}") from None
+
+
+@verb("send")
+def send(ctx: Context, args: dict[str, Any]) -> None:
+    """Send one message. The value names it: session_request, session_start_confirmation, user_data,
+    manage_keys_request, manage_keys_response, session_terminate_request, session_terminate_response,
+    unknown_command, raw. with: res (right|wrong|none), auts (true), data, mac (corrupt), counter (replay|N),
+    key_id, hex (for raw), mutate (truncate|overlong_tlv|unknown_tag|version_bits, on a Session Request)."""
+    ue = _ue(ctx, args)
+    what = args["_value"]
+    options = dict(args.get("with") or {})
+    if what == "session_request":
+        if "mutate" in options:
+            ue.send(_mutated_request(ctx, ue, options))
+        else:
+            _session_request(ctx, ue, options)
+        return
+    if what == "raw":
+        ue.send(bytes.fromhex(str(options["hex"]).replace(" ", "")))
+        return
+    if what == "session_start_confirmation" and options.get("auts"):
+        auts = ctx.saved.get(f"{args.get('as', 'ue')}.auts")
+        if auts is None:
+            raise Inconclusive("no AUTS: the USIM did not report a synchronisation failure")
+        ue.send_auts(auts, ctx.saved[f"{args.get('as', 'ue')}.session_id"])
+        return
+    if ue.session is None:
+        raise Inconclusive(f"cannot send {what}: no BEST session")
+    message = _protected(ctx, ue, what, options)
+    if options.get("mac") == "corrupt":
+        message.mac = bytes([message.mac[0] ^ 0x01]) + message.mac[1:]
+    if "key_id" in options:
+        message.key_id = options["key_id"]
+        ue.security.seal(message, ue.session.keys, "uplink")
+    raw = bytes(message)
+    ctx.saved[f"{args.get('as', 'ue')}.last_sent"] = raw
+    ue.send(raw)
+
+
+def _protected(ctx: Context, ue: Any, what: str, options: dict[str, Any]) -> Any:
+    counter = options.get("counter")
+    if counter == "replay":
+        previous = ctx.saved.get("ue.last_sent")
+        if previous is None:
+            raise Inconclusive("nothing sent yet to replay")
+        return ue.codec.decode(previous, ue.session.scheme)
+    counter = int(counter) if counter is not None else None
+    if what == "user_data":
+        return ue.user_data(str(options.get("data", "conformance")).encode(), counter=counter)
+    if what == "unknown_command":
+        code = next(c for c in range(0x7F, 0, -1) if c not in ue.layout.command_names())
+        return ue.protected(code, [], counter=counter)  # type: ignore[arg-type]
+    tlvs: list[tuple[str, bytes]] = []
+    if what == "session_start_confirmation":
+        res = options.get("res", "right")
+        if res == "right":
+            tlvs = [("res", ue.session.res)]
+        elif res == "wrong":
+            tlvs = [("res", bytes(b ^ 0xFF for b in ue.session.res))]
+    elif what == "manage_keys_response":
+        tlvs = [("res", ue.session.res)]
+    return ue.protected(what, tlvs, counter=counter)
+
+
+def _mutated_request(ctx: Context, ue: Any, options: dict[str, Any]) -> bytes:
+    raw = bytes(
+        ue.build_session_request(**_request_options(ctx, ue, {k: v for k, v in options.items() if k != "mutate"}))
+    )
+    kind = options["mutate"]
+    header = ue.layout.header_bytes("cp", ue.layout.default_scheme) + 1
+    if kind == "truncate":
+        return raw[: header + 5]  # inside the first TLV
+    if kind == "overlong_tlv":
+        return raw[: header + 1] + bytes([raw[header + 1] + 40]) + raw[header + 2 :]
+    if kind == "unknown_tag":
+        return raw + bytes([0xEE, 0x02, 0x00, 0x00])
+    if kind == "version_bits":
+        if not ue.layout.field_bits.get("version"):
+            raise NotApplicable("the binding has no version field (emsdp.header.version_bits = 0)")
+        return bytes([raw[0] ^ 0x80]) + raw[1:]
+    raise Inconclusive(f"unknown mutation {kind!r}")
+
+
+@verb("expect")
+def expect(ctx: Context, args: dict[str, Any]) -> None:
+    """Wait for the next message and check it. The value: a command name, user_data, or silence. within: how
+    long (default the PIXIT's reply timeout). check: matchers on what arrived (see the matcher list)."""
+    ue = _ue(ctx, args)
+    what = args["_value"]
+    within = _seconds(args.get("within"), ctx.timeout)
+    if what == "silence":
+        packet = ue.receive(timeout=within)
+        if packet is not None:
+            raise CheckFailed("silence", f"nothing within {within}s", ue.codec.describe(packet))
+        return
+    packet = ue.receive(timeout=within)
+    if packet is None:
+        raise CheckFailed(f"a {what}", f"within {within}s", "silence")
+    got = (
+        "user_data"
+        if getattr(packet, "plane", None) == "up"
+        else ue.layout.command_names().get(getattr(packet, "cmd", -1), "not EMSDP")
+    )
+    if got != what:
+        raise CheckFailed(f"a {what}", what, {"received": got, "message": ue.codec.describe(packet)})
+    ctx.last[args.get("as", "ue")] = packet
+    run_checks(ctx, ue, packet, args.get("check") or {}, args.get("as", "ue"))
+
+
+@verb("answer_manage_keys")
+def answer_manage_keys(ctx: Context, args: dict[str, Any]) -> None:
+    """Answer the last Manage Keys Request the way the USIM decides (RES, or AUTS on an SQN failure); the keys
+    of the next session are saved for key checks (as `next_keys`)."""
+    ue = _ue(ctx, args)
+    request = ctx.last.get(args.get("as", "ue"))
+    if request is None:
+        raise Inconclusive("no Manage Keys Request received")
+    try:
+        _, keys = ue.answer_manage_keys(request)
+    except ProtocolError as exc:
+        raise CheckFailed("a Manage Keys Request the UE can accept", "verifiable MAC and AUTN", str(exc)) from None
+    ctx.saved["next_keys"] = keys
+    ctx.saved["next_key_id"] = _key_id_of(ctx, request)
+
+
+def _key_id_of(ctx: Context, packet: Any) -> bytes:
+    from conformance.crypto.keys import key_identifier
+    from conformance.roles.ue import tlv_values
+
+    rand = tlv_values(packet)["rand"]
+    return key_identifier(ctx.binding["keys.key_identifier.scheme"], ctx.binding["keys.key_identifier.bits"], rand=rand)
+
+
+@verb("wait")
+def wait(ctx: Context, args: dict[str, Any]) -> None:
+    """Let time pass (e.g. for an idle timer of the SUT)."""
+    time.sleep(_seconds(args["_value"], 1.0))
+
+
+@verb("probe")
+def probe(ctx: Context, args: dict[str, Any]) -> None:
+    """The SUT still serves: a fresh UE (its own socket) completes a BEST session."""
+    name = f"probe{len(ctx.ues)}"
+    try:
+        start_session(ctx, {"as": name})
+    except Inconclusive as exc:
+        raise CheckFailed("the SUT still serves a valid Session Request", "a session", str(exc)) from None
+
+
+@verb("eas")
+def eas(ctx: Context, args: dict[str, Any]) -> None:
+    """An EAS action on the key server. The value: register, subscribe, fetch_key, expect_push, deregister,
+    fetch_after_deregister. with: identity, certificate (own|none|foreign|<other identity>), key (session |
+    next | old), status (expected HTTP status list name from rest.status, for negative cases)."""
+    options = dict(args.get("with") or {})
+    action = args["_value"]
+    role = ctx.eas(options.get("identity"), certificate=options.get("certificate", "own"))
+    identity = options.get("identity") or ctx.profile.pixit.eas_id
+    from conformance.engine.matchers import key_check
+
+    try:
+        if action == "register":
+            expected = options.get("status", "registered")
+            try:
+                response = role.client.request(
+                    "POST",
+                    role.client.path("register"),
+                    content=role.client.xml.registration(identity),
+                    headers={"content-type": ctx.binding["rest.content_type"]},
+                )
+            except Exception as exc:  # TLS refused: no HTTP answer at all
+                if expected == "refused":
+                    return
+                raise CheckFailed(
+                    "registration", f"HTTP {ctx.binding['rest.status.registered']}", f"{type(exc).__name__}: {exc}"
+                ) from None
+            if expected == "refused":
+                raise CheckFailed("a refused TLS connection", "no HTTP exchange", f"HTTP {response.status_code}")
+            allowed = ctx.binding[f"rest.status.{expected}"]
+            if response.status_code not in allowed:
+                raise CheckFailed(f"registration answered {expected}", allowed, response.status_code)
+            if expected == "registered":
+                ctx.saved["eas.session"] = role.client.xml.parse_registration_answer(response.content)
+        elif action == "subscribe":
+            role.client.subscribe(_eas_session(ctx), role.push_receiver())
+        elif action in ("fetch_key", "fetch_after_deregister"):
+            key_check(ctx, role, options, deleted=action == "fetch_after_deregister")
+        elif action == "expect_push":
+            try:
+                doc, _ = role.pushed.get(timeout=ctx.timeout)
+            except Exception:
+                raise CheckFailed("a pushed key", "a notification", "none within the reply timeout") from None
+            ue = ctx.ue()
+            expected_key = ue.session.keys["kint_eas_psk"] if ue.session else None
+            if doc.key != expected_key:
+                raise CheckFailed("the pushed key is the UE's KInt_EAS_PSK", expected_key, doc.key)
+        elif action == "deregister":
+            response = role.client.request("DELETE", role.client.path("registration", session_id=_eas_session(ctx)))
+            if response.status_code not in ctx.binding["rest.status.deregistered"]:
+                raise CheckFailed("deregistration", ctx.binding["rest.status.deregistered"], response.status_code)
+        else:
+            raise Inconclusive(f"unknown EAS action {action!r}")
+    except KeyServerError as exc:
+        raise CheckFailed(f"EAS {action}", "a successful answer", f"HTTP {exc.status}: {exc.body!r}") from None
+    except (TimeoutError, ConnectionError) as exc:
+        raise CheckFailed(f"EAS {action}", "a TLS connection", str(exc)) from None
+
+
+def _eas_session(ctx: Context) -> str:
+    session = ctx.saved.get("eas.session")
+    if session is None:
+        raise Inconclusive("the EAS is not registered")
+    return session
