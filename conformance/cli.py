@@ -370,6 +370,187 @@ def serve(
         service.__exit__(None, None, None)
 
 
+EXIT_FAIL, EXIT_HARNESS = 1, 3
+
+
+@cli.command()
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(dir_okay=False),
+    help="SUT profile. Default: the embedded reference HSE (profiles/reference-hse.yaml).",
+)
+@click.option(
+    "--reference/--no-reference",
+    default=None,
+    help="Start the reference SUT the profile describes, embedded (default: only without --profile).",
+)
+@click.option("--fault", "faults", multiple=True, help="With the embedded reference: switch on a fault (repeatable).")
+@click.option("-k", "keyword", help="Only cases matching this pytest -k expression (e.g. 'SR or EAS').")
+@click.option("--reports", default="reports", show_default=True, help="Folder for the run's reports.")
+@click.option("-n", "workers", type=int, help="Run cases in N parallel workers (pytest-xdist).")
+def run(
+    profile_path: str | None,
+    reference: bool | None,
+    faults: tuple[str, ...],
+    keyword: str | None,
+    reports: str,
+    workers: int | None,
+) -> None:
+    """Run every applicable conformance case and write reports/<run-id>/: results.jsonl, junit.xml,
+    allure-results/, one pcap per case and summary.html.
+
+    Exit code: 0 every applicable case passed, 1 a case failed or was inconclusive, 3 a harness error.
+    """
+    import datetime
+    from pathlib import Path
+
+    import pytest
+
+    from conformance.engine.live import LiveProgress
+    from conformance.engine.results import read_results
+
+    profile = profile_path or _shipped_profile("reference-hse.yaml")
+    embedded = reference if reference is not None else profile_path is None
+    run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(reports) / run_id
+    args = [
+        "-o",
+        "addopts=",  # a run is not the harness's own test session: none of its pytest settings apply
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:terminal",
+        "--best-profile",
+        profile,
+        "--best-reports",
+        reports,
+        "--best-run-id",
+        run_id,
+        "--junitxml",
+        str(run_dir / "junit.xml"),
+        "--alluredir",
+        str(run_dir / "allure-results"),
+        "-W",
+        "ignore::pytest.PytestUnraisableExceptionWarning",
+    ]
+    args += ["--best-reference"] if embedded else []
+    args += [a for fault in faults for a in ("--best-fault", fault)]
+    args += ["-k", keyword] if keyword else []
+    args += ["-n", str(workers)] if workers else []
+    code = pytest.main(args, plugins=[LiveProgress()])
+    if (
+        code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR)
+        or not (run_dir / "results.jsonl").exists()
+    ):
+        click.echo(f"best-conformance: the run could not start (pytest exit {int(code)})", err=True)
+        sys.exit(EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_HARNESS)
+    results = read_results(run_dir / "results.jsonl")
+    _print_verdicts(results, run_dir)
+    verdicts = {r["verdict"] for r in results}
+    if "error" in verdicts:
+        sys.exit(EXIT_HARNESS)
+    sys.exit(EXIT_FAIL if verdicts & {"fail", "inconclusive"} else 0)
+
+
+def _print_verdicts(results: list[dict[str, Any]], run_dir: Any) -> None:
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    not_passed = [r for r in results if r["verdict"] not in ("pass", "not applicable")]
+    if not_passed:
+        table = Table(title="Cases that did not pass", title_justify="left")
+        for column in ("case", "verdict", "reason"):
+            table.add_column(column, overflow="fold")
+        for r in sorted(not_passed, key=lambda r: r["case"]):
+            table.add_row(r["case"], r["verdict"], r["reason"])
+        console.print(table)
+    counts = Counter(r["verdict"] for r in results)
+    console.print(f"{len(results)} cases: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+    console.print(f"reports: {run_dir}/ (summary.html, results.jsonl, junit.xml, allure-results/, pcaps/)")
+
+
+@cli.command("list")
+@click.option("--kind", type=click.Choice(["hse", "emks", "emse"]), default="hse", show_default=True)
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False), help="Show applicability for this SUT.")
+def list_cases(kind: str, profile_path: str | None) -> None:
+    """List the conformance cases with their refs and applicability."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from conformance.engine.runner import applicable
+
+    cases = _cases(kind)
+    profile = _load_profile(profile_path) if profile_path else None
+    table = Table(title=f"{len(cases)} {kind.upper()} cases", title_justify="left")
+    for column in ("case", "level", "title", "refs", "applies"):
+        table.add_column(column, overflow="fold")
+    for case in cases:
+        applies = " and ".join(case.pics) or "always"
+        if profile is not None:
+            reason = applicable(case, profile)
+            applies = "yes" if reason is None else f"no: {reason}"
+        table.add_row(case.id, case.level, case.title, ", ".join(case.refs), applies)
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("case_id")
+def explain(case_id: str) -> None:
+    """Print one case: purpose, refs, applicability and each step with what its verb and matchers do."""
+    from conformance.engine.matchers import MATCHERS
+    from conformance.engine.verbs import VERBS
+
+    case = next((c for kind in ("hse", "emks", "emse") for c in _cases(kind) if c.id == case_id), None)
+    if case is None:
+        raise click.UsageError(f"no case {case_id!r}; `best-conformance list` shows them")
+    click.echo(f"{case.id}: {case.title}\n  level: {case.level}   refs: {', '.join(case.refs)}")
+    click.echo(f"  applies to: {case.sut}" + (f" claiming {' and '.join(case.pics)}" if case.pics else ""))
+    if case.purpose:
+        click.echo(f"  purpose: {case.purpose}")
+    if case.rests_on:
+        click.echo(f"  rests on binding values: {', '.join(case.rests_on)}")
+    click.echo(f"  defined at {case.location}\n  steps:")
+    for number, step in enumerate(case.steps, 1):
+        options = {k: v for k, v in step.args.items() if k not in ("_value", "check")}
+        click.echo(f"   {number}. {step.verb} {step.args.get('_value') or ''} {options or ''}".rstrip())
+        click.echo(f"      {_first_sentence(VERBS.get(step.verb))}")
+        for name, expected in (step.args.get("check") or {}).items():
+            click.echo(f"      check {name} = {expected}: {_first_sentence(MATCHERS.get(name))}")
+
+
+def _first_sentence(fn: Any) -> str:
+    if fn is None:
+        return "(unknown)"
+    text = " ".join((fn.__doc__ or "").split())
+    return text.split(". ")[0].rstrip(".") + "."
+
+
+def _cases(kind: str) -> list[Any]:
+    from conformance.engine.lint import load_suite
+    from conformance.engine.model import suite_dir
+
+    directory = suite_dir(kind)
+    if not directory.is_dir():
+        return []
+    cases, report = load_suite(directory.glob("*.yaml"))
+    if report.errors:
+        raise click.UsageError("suite lint errors:\n" + "\n".join(report.errors))
+    return cases
+
+
+def _load_profile(path: str) -> Any:
+    from conformance.profile import ProfileError, load_profile
+
+    try:
+        return load_profile(path)
+    except ProfileError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def _shipped_profile(name: str) -> str:
     """A profile shipped with the harness: inside an installed wheel, or in profiles/ of a checkout."""
     from importlib import resources

@@ -40,8 +40,9 @@ class TracedMessage:
         }
 
 
-def read_trace(path: str | Path, codec: Codec, default_scheme: int | None = None,
-               port: int | None = None) -> Iterator[TracedMessage]:
+def read_trace(
+    path: str | Path, codec: Codec, default_scheme: int | None = None, port: int | None = None
+) -> Iterator[TracedMessage]:
     """The EMSDP datagrams of a pcap/pcapng file (UDP to or from `port`, default the binding's), in order."""
     from scapy.error import Scapy_Exception
     from scapy.layers.inet import UDP

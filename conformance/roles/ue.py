@@ -119,6 +119,8 @@ class Ue:
             data, self.received_from = self.sock.recvfrom(65535)
         except TimeoutError:
             return None
+        except OSError:  # e.g. ICMP port unreachable: the SUT closed its port; to the UE that is silence
+            return None
         return self.codec.decode(data, self.session.scheme if self.session else None)
 
     # ---- session set-up ----------------------------------------------------------------------------

@@ -1,0 +1,42 @@
+"""A live progress line for `best-conformance run`: cases done, the last verdict, and running totals."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class LiveProgress:
+    """A pytest plugin object (pass it to pytest.main(plugins=[...])) that draws one updating line."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.counts: Counter[str] = Counter()
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task: Any = None
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        self.task = self.progress.add_task("collected", total=len(session.items))
+        self.progress.start()
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        verdict = dict(report.user_properties).get("verdict")
+        if report.when != "call" and not (report.when == "setup" and report.skipped):
+            return
+        self.counts[verdict or report.outcome] += 1
+        totals = " ".join(f"{name}={n}" for name, n in sorted(self.counts.items()))
+        name = report.nodeid.rsplit("::", 1)[-1]
+        self.progress.update(self.task, advance=1, description=f"{name:<14} {verdict or report.outcome:<13} {totals}")
+
+    def pytest_sessionfinish(self, session: Any) -> None:
+        self.progress.stop()

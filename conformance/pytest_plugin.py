@@ -1,0 +1,206 @@
+"""pytest plugin: `pytest --best-profile=FILE` runs the conformance suites as test items.
+
+pytest is the runner (design.md 4): node ids end in the case ids, so `-k`, `--junitxml`, `--alluredir` and
+`-n` work as usual. Every verdict also goes to reports/<run-id>/results.jsonl as the case ends.
+
+Verdicts map onto pytest outcomes: pass -> passed; warn (a should/may case failed) -> passed with a warning;
+fail and error -> failed; inconclusive, not applicable, skipped -> skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.engine.model import Case, suite_dir
+from conformance.engine.results import Result, ResultsFile, Verdict
+
+RUN_ID_ENV = "BEST_CONFORMANCE_RUN_ID"
+
+
+class ConformanceWarning(UserWarning):
+    """A should/may case failed: reported, not a non-conformance."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("best-conformance", "BEST conformance suites")
+    group.addoption("--best-profile", metavar="FILE", help="SUT profile: run the conformance suites against it")
+    group.addoption(
+        "--best-reference",
+        action="store_true",
+        help="start the reference SUT the profile describes, embedded, and test it",
+    )
+    group.addoption(
+        "--best-fault",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --best-reference: switch on a fault of the catalogue (repeatable)",
+    )
+    group.addoption("--best-reports", metavar="DIR", default="reports", help="where run folders go (reports/)")
+    group.addoption("--best-run-id", metavar="ID", help="name of the run folder (default: a timestamp)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conformance_case: a declarative BEST conformance case")
+    path = config.getoption("--best-profile", None)
+    if not path:
+        return
+    from conformance.profile import ProfileError, load_profile
+
+    try:
+        profile = load_profile(path)
+    except ProfileError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    run_id = config.getoption("--best-run-id") or os.environ.get(RUN_ID_ENV) or _new_run_id()
+    os.environ[RUN_ID_ENV] = run_id  # xdist workers inherit it, so they write into the same run folder
+    state = RunState(profile, Path(config.getoption("--best-reports")) / run_id)
+    config.stash[STATE] = state
+    explicit = [a for a in config.args if a.endswith((".yaml", ".yml")) or "::" in a]
+    config.args[:] = explicit or [str(suite_dir(profile.sut.kind))]
+
+
+def _new_run_id() -> str:
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+class RunState:
+    """What a run shares: the profile (pointed at the embedded SUT once started) and where results go."""
+
+    def __init__(self, profile: Any, run_dir: Path):
+        self.profile = profile
+        self.run_dir = run_dir
+        self.results = ResultsFile(run_dir / "results.jsonl")
+        self.certs: Any = None
+        self._stack = contextlib.ExitStack()
+        self.started = datetime.datetime.now(datetime.UTC)
+
+    def start_reference(self, faults: list[str]) -> None:
+        from conformance.engine.embedded import embedded_reference
+        from conformance.reference.faults import parse_faults
+
+        self.profile, self.certs = self._stack.enter_context(embedded_reference(self.profile, parse_faults(faults)))
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+STATE = pytest.StashKey[RunState]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is not None and session.config.getoption("--best-reference"):
+        state.start_reference(session.config.getoption("--best-fault"))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is None:
+        return
+    state.close()
+    if not hasattr(session.config, "workerinput"):  # the controller (or a plain run) writes the summary
+        from conformance.engine.summary import write_summary
+
+        write_summary(state.run_dir, state.profile, state.started)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if STATE in parent.config.stash and file_path.suffix in (".yaml", ".yml"):
+        return CaseFile.from_parent(parent, path=file_path)
+    return None
+
+
+class CaseFile(pytest.File):
+    def collect(self) -> Any:
+        from conformance.engine.lint import load_suite
+
+        cases, report = load_suite([self.path])
+        if report.errors:
+            raise pytest.UsageError("suite lint errors:\n" + "\n".join(report.errors))
+        for case in cases:
+            yield CaseItem.from_parent(self, name=case.id, case=case)
+
+
+class CaseFailed(Exception):
+    def __init__(self, result: Result):
+        super().__init__(result.reason)
+        self.result = result
+
+
+class CaseItem(pytest.Item):
+    def __init__(self, *, case: Case, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.case = case
+        self.add_marker(pytest.mark.conformance_case)
+
+    def runtest(self) -> None:
+        from conformance.engine.runner import run_case
+
+        state = self.config.stash[STATE]
+        result = run_case(self.case, state.profile, state.run_dir, certs=state.certs)
+        state.results.append(result)
+        self.user_properties.append(("verdict", result.verdict.value))
+        _attach_to_allure(self.case, result)
+        if result.verdict is Verdict.PASS:
+            return
+        if result.verdict is Verdict.WARN:
+            warnings.warn(ConformanceWarning(f"{self.case.id} ({self.case.level}): {result.reason}"), stacklevel=1)
+            return
+        if result.verdict in (Verdict.FAIL, Verdict.ERROR):
+            raise CaseFailed(result)
+        pytest.skip(f"{result.verdict.value}: {result.reason}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CaseFailed):
+            r = excinfo.value.result
+            lines = [
+                f"{r.verdict.value.upper()}: {self.case.id} {self.case.title}",
+                f"  refs: {', '.join(r.refs)}",
+                f"  at {self.case.path}:{r.failed_step or self.case.line}",
+                f"  {r.reason}",
+            ]
+            if r.expected is not None or r.observed is not None:
+                lines += [f"  expected: {r.expected!r}", f"  observed: {_short(r.observed)}"]
+            if r.binding_dependent:
+                lines.append("  rests on assumed binding values: " + ", ".join(d["key"] for d in r.binding_dependent))
+            lines.append(f"  evidence: {r.pcap}")
+            return "\n".join(lines)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.case.line - 1, f"{self.case.id}: {self.case.title}"
+
+
+def _short(value: Any, limit: int = 600) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _attach_to_allure(case: Case, result: Result) -> None:
+    """With allure-pytest active (--alluredir), attach the pcap and the decoded trace, and label the case."""
+    try:
+        import allure
+        from allure_commons import plugin_manager
+    except ImportError:
+        return
+    if not plugin_manager.get_plugins():
+        return
+    allure.dynamic.title(f"{case.id}: {case.title}")
+    allure.dynamic.label("level", case.level)
+    for ref in case.refs:
+        allure.dynamic.label("ref", ref)
+    allure.attach(
+        json.dumps(result.trace, indent=2, default=str),
+        name="decoded exchange",
+        attachment_type=allure.attachment_type.JSON,
+    )
+    if result.pcap and Path(result.pcap).exists():
+        allure.attach.file(result.pcap, name=f"{case.id}.pcap", extension="pcap")
