@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -25,18 +26,29 @@ class LiveProgress:
         )
         self.task: Any = None
 
+    def _start(self, total: int | None) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("collected", total=total)
+            self.progress.start()
+
     def pytest_collection_finish(self, session: Any) -> None:
-        self.task = self.progress.add_task("collected", total=len(session.items))
-        self.progress.start()
+        if session.items:  # under xdist the controller collects nothing; the workers report their items
+            self._start(len(session.items))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self._start(len(ids))
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         verdict = dict(report.user_properties).get("verdict")
         if report.when != "call" and not (report.when == "setup" and report.skipped):
             return
+        self._start(None)
         self.counts[verdict or report.outcome] += 1
         totals = " ".join(f"{name}={n}" for name, n in sorted(self.counts.items()))
         name = report.nodeid.rsplit("::", 1)[-1]
         self.progress.update(self.task, advance=1, description=f"{name:<14} {verdict or report.outcome:<13} {totals}")
 
     def pytest_sessionfinish(self, session: Any) -> None:
-        self.progress.stop()
+        if self.task is not None:
+            self.progress.stop()

@@ -226,3 +226,13 @@ def test_list_and_explain(tmp_path):
     assert explained.returncode == 0 and "refs: TS 33.163" in explained.stdout and "check autn" in explained.stdout
     missing = subprocess.run([EXE, "explain", "NOPE-1"], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no case 'NOPE-1'" in missing.stderr
+
+
+def test_parallel_workers_share_one_run_folder(tmp_path):
+    """-n 2: each xdist worker tests its own embedded reference and writes into the same results.jsonl."""
+    done = run_cli(tmp_path, "-n", "2", "-k", "SR-00")
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    results = read_results(run_dir / "results.jsonl")
+    assert len(results) >= 2 and len({r["case"] for r in results}) == len(results)
+    assert (run_dir / "summary.html").exists()
