@@ -244,7 +244,9 @@ def probe(ctx: Context, args: dict[str, Any]) -> None:
 def eas(ctx: Context, args: dict[str, Any]) -> None:
     """An EAS action on the key server. The value: register, subscribe, fetch_key, expect_push, deregister,
     fetch_after_deregister. with: identity, certificate (own|none|foreign|<other identity>), key (session |
-    next | old), status (expected HTTP status list name from rest.status, for negative cases)."""
+    next | old | bogus), status (expected HTTP status list name from rest.status, for negative cases), body
+    (register only; dtd_entity: the client id comes from an internal DTD entity, which a key server must refuse
+    rather than expand)."""
     options = dict(args.get("with") or {})
     action = args["_value"]
     role = ctx.eas(options.get("identity"), certificate=options.get("certificate", "own"))
@@ -258,7 +260,7 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
                 response = role.client.request(
                     "POST",
                     role.client.path("register"),
-                    content=role.client.xml.registration(identity),
+                    content=_registration_body(ctx, role, identity, options.get("body")),
                     headers={"content-type": ctx.binding["rest.content_type"]},
                 )
             except Exception as exc:  # TLS refused: no HTTP answer at all
@@ -297,6 +299,19 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
         raise CheckFailed(f"EAS {action}", "a successful answer", f"HTTP {exc.status}: {exc.body!r}") from None
     except (TimeoutError, ConnectionError) as exc:
         raise CheckFailed(f"EAS {action}", "a TLS connection", str(exc)) from None
+
+
+def _registration_body(ctx: Context, role: Any, identity: str, body: str | None) -> bytes:
+    """The registration document; with body dtd_entity, the same document whose client id is an internal
+    DTD entity reference (a parser that expands entities registers it, one refusing DTDs answers 400)."""
+    document = role.client.xml.registration(identity)
+    if body is None:
+        return document
+    if body != "dtd_entity":
+        raise Inconclusive(f"unknown registration body {body!r}")
+    declaration, _, rest = document.decode("utf-8").partition("\n")
+    doctype = f'<!DOCTYPE {ctx.binding["rest.xml.registration"]} [<!ENTITY id "{identity}">]>'
+    return f"{declaration}\n{doctype}\n{rest.replace(f'>{identity}<', '>&id;<')}".encode()
 
 
 def _eas_session(ctx: Context) -> str:

@@ -37,13 +37,14 @@ from conformance.emsdp.codec import Codec
 from conformance.emsdp.secure import MessageSecurity
 from conformance.emsdp.values import decode_imsi, decode_ue_config, encode_hse_config
 from conformance.profile import LoadedProfile
-from conformance.reference.faults import parse_faults
+from conformance.reference.faults import CATALOGUE, parse_faults
 from conformance.reference.subscribers import SubscriberDb, SubscriberState, UnknownSubscriber
 
 log = logging.getLogger("best-conformance.hse")
 
 SESSION_KEY_ID = 1  # the key set a Session Start establishes (3-bit Key ID; 0 = no keys, TS 33.163 6.2.2)
 KEY_AGREEMENT_PREFERENCE = ("5g_aka", "eps", "umts", "eap_aka_prime")
+HSE_FAULTS = frozenset(f.name for f in CATALOGUE if f.component == "hse")
 
 
 class Reject(Exception):
@@ -106,14 +107,18 @@ class EasKeyStore:
 class ReferenceHse(asyncio.DatagramProtocol):
     def __init__(self, profile: LoadedProfile, faults: frozenset[str] = frozenset()):
         self.profile = profile
-        self.faults = faults | parse_faults(profile.reference.faults, "hse")
+        # a profile may list key-server faults too (the service hands those to the key server): all names are
+        # checked, the HSE keeps its own
+        listed = parse_faults(profile.reference.faults)
+        self.faults = faults | (listed & HSE_FAULTS)
         self.binding = profile.binding
         self.codec = Codec(self.binding)
         self.layout = self.codec.layout
         self.security = MessageSecurity(self.codec, self.binding)
         self.hierarchy = KeyHierarchy.from_binding(self._derivation_binding())
         self.db = SubscriberDb(profile, stale_sqn="stale_sqn" in self.faults)
-        self.eas_keys = EasKeyStore(self.binding["rest.past_keys_kept"])
+        # the HSE's key store is the key server's: its fault past_keys_not_kept keeps only the newest key
+        self.eas_keys = EasKeyStore(1 if "past_keys_not_kept" in listed else self.binding["rest.past_keys_kept"])
         self.sessions: dict[int, Session] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self.alt_transport: asyncio.DatagramTransport | None = None  # reply_from_wrong_port
@@ -159,8 +164,9 @@ class ReferenceHse(asyncio.DatagramProtocol):
     def handle(self, data: bytes, addr: tuple[str, int]) -> None:
         session = next((s for s in self.sessions.values() if s.addr == addr), None)
         packet = self.codec.decode(data, session.scheme if session else None)
-        if getattr(packet, "session_id", 0) in self.sessions:  # the session's counter scheme, if it differs
-            session = self.sessions[packet.session_id]
+        session_id = getattr(packet, "session_id", None)  # None: too short to carry one
+        if session_id in self.sessions:  # the session's counter scheme, if it differs
+            session = self.sessions[session_id]
             if session.scheme != packet.scheme:
                 packet = self.codec.decode(data, session.scheme)
         log.info("<- %s:%s %s", addr[0], addr[1], self._summary(packet))
@@ -171,6 +177,11 @@ class ReferenceHse(asyncio.DatagramProtocol):
             log.info("discarded %d octets from %s: %s", len(data), addr, packet.problems)
             return
         try:
+            if self.layout.field_bits["version"] and packet.version != self.layout.version_value:
+                reaction = self._reaction("unsupported_version")
+                raise Reject(
+                    "unsupported_version", f"version {packet.version} is not {self.layout.version_value}", reaction
+                )
             if packet.plane == "up":
                 self.on_user_plane(packet, addr)
             else:

@@ -1,0 +1,174 @@
+"""The shipped HSE suites, proved on the reference HSE.
+
+- They lint clean, every case cites its clauses and names only binding keys it rests on.
+- Against the conformant embedded reference HSE (one instance for the whole module) every applicable case
+  passes.
+- Every fault of the catalogue is caught: FAULT_CATCHERS names, per fault, cases that must not pass against a
+  reference with only that fault on. A failing `shall` case gives the verdict fail; a failing `should`/`may`
+  case gives warn, the verdict the runner gives such a case (some faults break only a binding policy, e.g.
+  rejecting unknown commands, whose cases are `should`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conformance.binding import load_binding
+from conformance.engine.embedded import embedded_reference
+from conformance.engine.lint import load_suite
+from conformance.engine.model import Case, suite_dir
+from conformance.engine.results import Result, Verdict
+from conformance.engine.runner import run_case
+from conformance.profile import load_profile
+from conformance.reference.faults import CATALOGUE
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILE_FILE = ROOT / "profiles" / "reference-hse.yaml"
+CASES, LINT = load_suite(suite_dir("hse").glob("*.yaml"))
+BY_ID = {case.id: case for case in CASES}
+
+# Not applicable for a reason other than the PICS: the case needs a binding the default one is not.
+BINDING_NOT_APPLICABLE = {"HSE-MF-004": "no version field"}
+
+# fault -> cases that must not pass with that fault on (each fault's cheapest reliable catchers)
+FAULT_CATCHERS: dict[str, list[str]] = {
+    # codec
+    "wrong_tlv_tag": ["HSE-SR-001", "HSE-SS-002"],
+    "wrong_tlv_length": ["HSE-SS-004", "HSE-SR-001"],
+    "tlv_order_swapped": ["HSE-SS-003"],
+    # protocol
+    "missing_mandatory_tlv": ["HSE-SS-002", "HSE-SR-001"],
+    "wrong_reply_command": ["HSE-SS-001"],
+    "no_reply": ["HSE-SR-001"],
+    "reply_from_wrong_port": ["HSE-SS-008"],
+    "no_reject_on_unknown_command": ["HSE-RJ-001"],
+    "session_id_zero": ["HSE-SS-001", "HSE-SR-001"],
+    # crypto
+    "wrong_fc": ["HSE-UP-001", "HSE-EAS-002"],
+    "wrong_kdf_key": ["HSE-EAS-002"],
+    "bad_autn_mac": ["HSE-SS-009", "HSE-SR-001"],
+    "stale_sqn": ["HSE-SS-010", "HSE-MK-006"],
+    "mac_not_verified": ["HSE-UP-003", "HSE-TE-004"],
+    "replay_accepted": ["HSE-CT-001", "HSE-CT-002", "HSE-CT-004"],
+    "wrong_truncation": ["HSE-UP-001"],
+    "res_not_checked": ["HSE-SC-002"],
+    "resync_ignored": ["HSE-SS-012"],
+    # key server
+    "client_cert_not_required": ["HSE-TLS-001"],
+    "cert_identity_not_checked": ["HSE-TLS-003"],
+    "wrong_register_status": ["HSE-EAS-001", "HSE-TLS-004"],
+    "key_id_ignored": ["HSE-EAS-008"],
+    "past_keys_not_kept": ["HSE-EAS-007"],
+    "xml_entities_expanded": ["HSE-EAS-012"],
+    "session_not_deleted": ["HSE-EAS-010"],
+}
+
+
+def failing_verdict(case: Case) -> Verdict:
+    """What the runner gives this case when the SUT does not meet it."""
+    return Verdict.FAIL if case.level == "shall" else Verdict.WARN
+
+
+def explain(result: Result) -> str:
+    return f"{result.case}: {result.verdict.value}: {result.reason}"
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return load_profile(PROFILE_FILE)
+
+
+@pytest.fixture(scope="module")
+def conformant_results(profile, tmp_path_factory) -> Iterator[dict[str, Result]]:
+    """Every HSE case, run once against one conformant embedded reference HSE."""
+    out = tmp_path_factory.mktemp("conformant")
+    with embedded_reference(profile) as (running, certs):
+        yield {case.id: run_case(case, running, out, certs=certs) for case in CASES}
+
+
+# ---- the suites as data ---------------------------------------------------------------------------------
+
+
+def test_hse_suites_lint_clean():
+    assert LINT.errors == []
+
+
+def test_case_ids_are_unique():
+    ids = [case.id for case in CASES]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+def test_there_are_at_least_60_hse_cases_and_all_are_for_the_hse():
+    assert len(CASES) >= 60
+    assert {case.sut for case in CASES} == {"hse"}
+
+
+def test_every_case_cites_a_clause_and_says_what_it_is():
+    for case in CASES:
+        assert case.refs, case.id
+        assert case.title and case.level in ("shall", "should", "may"), case.id
+
+
+def test_every_case_rests_on_binding_keys_that_exist():
+    binding = load_binding()
+    for case in CASES:
+        assert case.rests_on, f"{case.id} names no binding key its verdict rests on"
+        for key in case.rests_on:
+            binding.param(key)  # raises for a key the binding does not have
+
+
+def test_negative_cases_name_the_cause_of_the_reject_they_expect():
+    """The linter makes every negative case expect a reaction (a reject, silence or an HTTP status); a case
+    that expects a Message Reject also says with which cause."""
+    for case in (c for c in CASES if c.negative):
+        rejects = [s for s in case.steps if s.verb == "expect" and s.args["_value"] == "message_reject"]
+        if rejects:
+            assert any("cause" in (s.args.get("check") or {}) for s in rejects), case.id
+
+
+# ---- the conformant reference passes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case_id", sorted(BY_ID))
+def test_conformant_reference_passes(conformant_results, case_id):
+    result = conformant_results[case_id]
+    if result.verdict is Verdict.NOT_APPLICABLE:
+        allowed = result.reason.startswith("PICS:") or BINDING_NOT_APPLICABLE.get(case_id, "\0") in result.reason
+        assert allowed, explain(result)
+        return
+    assert result.verdict is Verdict.PASS, explain(result)
+
+
+def test_the_version_case_passes_where_the_binding_has_a_version_field(tmp_path):
+    """HSE-MF-004 is not applicable to the default binding: run it where a version field exists."""
+    data = yaml.safe_load(PROFILE_FILE.read_text(encoding="utf-8"))
+    data["binding"] = {
+        "emsdp.header.version_bits": 8,
+        "emsdp.header.fields": ["version", "up_cp", "rfu", "key_id", "counter", "session_id"],
+    }
+    with embedded_reference(load_profile(data)) as (running, certs):
+        results = [run_case(BY_ID[i], running, tmp_path, certs=certs) for i in ("HSE-MF-004", "HSE-SR-001")]
+    assert [r.verdict for r in results] == [Verdict.PASS, Verdict.PASS], [explain(r) for r in results]
+
+
+# ---- every fault is caught ----------------------------------------------------------------------------
+
+
+def test_fault_catchers_cover_the_whole_catalogue():
+    assert set(FAULT_CATCHERS) == {fault.name for fault in CATALOGUE}
+    for fault, ids in FAULT_CATCHERS.items():
+        assert ids, fault
+        assert set(ids) <= set(BY_ID), f"{fault}: unknown case(s) {sorted(set(ids) - set(BY_ID))}"
+
+
+@pytest.mark.parametrize("fault", sorted(FAULT_CATCHERS))
+def test_fault_is_caught(profile, tmp_path, fault):
+    with embedded_reference(profile, frozenset({fault})) as (running, certs):
+        results = [run_case(BY_ID[case_id], running, tmp_path, certs=certs) for case_id in FAULT_CATCHERS[fault]]
+    for result in results:
+        case = BY_ID[result.case]
+        assert result.verdict is failing_verdict(case), f"{fault} not caught: {explain(result)}"
