@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from conformance.crypto.aka import AutnOutcome
+from conformance.crypto.keys import key_identifier
 from conformance.emsdp.values import decode_hse_config
 from conformance.engine.results import CheckFailed, Inconclusive
 from conformance.roles.ue import ProtocolError, tlv_values
@@ -161,6 +162,19 @@ def from_port(ctx: Any, ue: Any, packet: Any, expected: str, name: str) -> None:
         raise CheckFailed("the reply's source", f"{ue.hse[0]}:{ue.hse[1]}", f"{observed[0]}:{observed[1]}")
 
 
+def session_key_id(ctx: Any, session: Any) -> bytes:
+    """The key identifier of a UE session's keys, by the binding's scheme (seed 002 6.x.2.1)."""
+    binding = ctx.binding
+    hashed = session.keys.get(binding["keys.key_identifier.hash_of"])
+    return key_identifier(
+        binding["keys.key_identifier.scheme"],
+        binding["keys.key_identifier.bits"],
+        rand=session.rand,
+        key=hashed,
+        hash_name=binding["keys.key_identifier.hash"],
+    )
+
+
 def key_check(ctx: Any, role: Any, options: dict[str, Any], *, deleted: bool = False) -> None:
     """Fetch a UE key as the EAS and compare it with what the UE derived (key: session | next | old | bogus)."""
     which = options.get("key", "session")
@@ -170,7 +184,6 @@ def key_check(ctx: Any, role: Any, options: dict[str, Any], *, deleted: bool = F
     session_id = ctx.saved.get("eas.session")
     if session_id is None:
         raise Inconclusive("the EAS is not registered")
-    bits = ctx.binding["keys.key_identifier.bits"] // 8
     if which == "next":
         key_id, expected = ctx.saved.get("next_key_id"), ctx.saved.get("next_keys", {}).get("kint_eas_psk")
         if key_id is None:
@@ -178,7 +191,7 @@ def key_check(ctx: Any, role: Any, options: dict[str, Any], *, deleted: bool = F
     elif which == "old":
         key_id, expected = ctx.saved.get("old_key_id"), ctx.saved.get("old_key")
     else:
-        key_id, expected = ue.session.rand[-bits:], ue.session.keys["kint_eas_psk"]
+        key_id, expected = session_key_id(ctx, ue.session), ue.session.keys["kint_eas_psk"]
     if which == "bogus":
         key_id, expected = bytes(b ^ 0xFF for b in key_id), None
     path = role.client.path("ue_key", session_id=session_id, ue_id=ue.credentials.imsi, key_id=key_id.hex())

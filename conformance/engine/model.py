@@ -18,7 +18,7 @@ import yaml
 
 LEVELS = ("shall", "should", "may")
 SUT_KINDS = ("hse", "emks", "emse")
-REF_PATTERN = re.compile(r"^(TS|TR) \d\d\.\d{3}( [A-Z]?[\d.]+[\w.-]*)?$|^seed \d{3} [\w.]+$")
+REF_PATTERN = re.compile(r"^(TS|TR) \d\d\.\d{3}( [A-Z]?[\d.]+[\w.-]*| Annex [A-Z](\.[\d.]+)?)?$|^seed \d{3} [\w.]+$")
 
 
 @dataclass(frozen=True)

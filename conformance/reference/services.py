@@ -54,6 +54,8 @@ class ReferenceHseService:
         hse_faults, keyserver_faults = _split(chosen)
         self.certs = certs or certificates(profile)
         self.hse = HseServer(profile, hse_faults, port=udp_port)
+        if "past_keys_not_kept" in keyserver_faults:  # the HSE's key store is the key server's store
+            self.hse.protocol.eas_keys.keep = 1
         binding = profile.binding
         push = self.certs.client("reference-hse")
         self.app = create_app(
