@@ -11,7 +11,6 @@ from conformance.binding.loader import load_binding
 from conformance.crypto.keys import KeyHierarchy
 from conformance.crypto.milenage import Milenage
 from conformance.keyserver.app import create_notification_app
-from conformance.keyserver.certs import CertificateDirectory
 from conformance.keyserver.client import KeyServerError
 from conformance.keyserver.server import KeyServer, server_ssl_context
 from conformance.keyserver.xml import UeKey
@@ -24,17 +23,10 @@ from tests.keyserver import (
     UE_ID,
     K,
     rand_of_run,
-    running_keyserver,
 )
 
 BINDING = load_binding()
 STATUS = BINDING.section("rest.status")
-
-
-@pytest.fixture(scope="module")
-def ks(tmp_path_factory):
-    with running_keyserver(BINDING, CertificateDirectory(tmp_path_factory.mktemp("certs"))) as running:
-        yield running
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conformance.binding.loader import load_binding
-from conformance.keyserver.certs import CertificateDirectory
 from conformance.keyserver.schema import XmlNames
-from tests.keyserver import CLIENT_ID, running_keyserver
+from tests.keyserver import CLIENT_ID
 
 BINDING = load_binding()
 STATUS = BINDING.section("rest.status")
@@ -24,12 +23,6 @@ ENTITY_BOMB = (
     '<!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;">]>'
     f'<{NAMES.registration} xmlns="{NAMES.namespace}"><{NAMES.client_id}>&e;</{NAMES.client_id}></{NAMES.registration}>'
 ).encode()
-
-
-@pytest.fixture(scope="module")
-def ks(tmp_path_factory):
-    with running_keyserver(BINDING, CertificateDirectory(tmp_path_factory.mktemp("certs"))) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

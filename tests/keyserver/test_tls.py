@@ -17,12 +17,6 @@ BINDING = load_binding()
 STATUS = BINDING.section("rest.status")
 
 
-@pytest.fixture(scope="module")
-def ks(tmp_path_factory):
-    with running_keyserver(BINDING, CertificateDirectory(tmp_path_factory.mktemp("certs"))) as running:
-        yield running
-
-
 def register_with(ks, context: ssl.SSLContext) -> httpx.Response:
     with KeyServerClient(ks.server.url, BINDING, ssl_context=context) as client:
         return client.request("POST", client.path("register"), content=client.xml.registration(CLIENT_ID))
