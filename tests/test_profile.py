@@ -33,7 +33,9 @@ def test_shipped_profiles_load(path):
 
 def test_reference_profile_content():
     profile = load_profile(PROFILES / "reference-hse.yaml")
-    assert profile.sut.kind == "hse" and len(profile.pixit.subscribers) == 2
+    assert profile.sut.kind == "hse" and len(profile.pixit.subscribers) == 4
+    assert profile.pixit.subscribers[2].services == ["key_agreement_only"]
+    assert profile.pixit.subscribers[3].modes == ["ue_to_eas"]
     first = profile.pixit.subscribers[0]
     assert first.k == bytes.fromhex(K) and first.amf == bytes.fromhex("8000")
     assert {k.profile for k in profile.pixit.home_network_keys} == {"A", "B"}

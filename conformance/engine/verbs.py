@@ -27,7 +27,19 @@ def verb(name: str) -> Callable[[Callable[[Context, dict[str, Any]], None]], Cal
 
 def _ue(ctx: Context, args: dict[str, Any]):
     options = args.get("with") or {}
-    return ctx.ue(args.get("as", "ue"), options.get("subscriber", 0), sqn_offset=options.get("sqn_ahead", 0))
+    subscriber = options.get("subscriber", 0)
+    if isinstance(subscriber, dict):
+        subscriber = _subscriber_restricted_to(ctx, subscriber)
+    return ctx.ue(args.get("as", "ue"), subscriber, sqn_offset=options.get("sqn_ahead", 0))
+
+
+def _subscriber_restricted_to(ctx: Context, wanted: dict[str, str]) -> int:
+    """The first PIXIT subscriber the SUT allows only this service or mode, e.g. {services: key_agreement_only}
+    or {modes: ue_to_eas}: how a case reaches a service the SUT chooses for the subscriber."""
+    for index, subscriber in enumerate(ctx.profile.pixit.subscribers):
+        if all(getattr(subscriber, field) == [value] for field, value in wanted.items()):
+            return index
+    raise NotApplicable(f"no test subscriber in the PIXIT is restricted to {wanted}")
 
 
 def _seconds(value: Any, default: float) -> float:
@@ -78,7 +90,8 @@ def _suci(ctx: Context, ue: Any, profile_name: str) -> bytes:
 def start_session(ctx: Context, args: dict[str, Any]) -> None:
     """Preamble: Session Request, a Session Start whose AUTN the USIM accepts, Start Confirmation with RES.
     with: the Session Request options (identity, key_agreements, confidentiality, serving_network, eas_id),
-    subscriber (index in the PIXIT). A failure here makes the case inconclusive, not failed."""
+    subscriber (index in the PIXIT, or e.g. {services: key_agreement_only}: one restricted to it).
+    A failure here makes the case inconclusive, not failed."""
     ue = _ue(ctx, args)
     options = dict(args.get("with") or {})
     try:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from conformance.crypto.aka import AutnOutcome, sqn_bytes
 from conformance.crypto.keys import key_identifier
@@ -33,28 +32,10 @@ from conformance.roles.ue import Credentials, Ue, tlv_values
 PROFILE_FILE = Path(__file__).resolve().parents[2] / "profiles" / "reference-hse.yaml"
 EAS = "eas.example.com"
 SILENCE = 0.3  # how long to wait for a reply that should not come
-KEY_AGREEMENT_ONLY = 2  # index of the subscriber added below
+KEY_AGREEMENT_ONLY = 2  # the reference profile's subscriber offered key agreement only
 
 
-def _profile() -> Any:
-    """The reference profile plus a subscriber allowed key agreement only (its EAS key waits for RES)."""
-    data = yaml.safe_load(PROFILE_FILE.read_text(encoding="utf-8"))
-    first = data["pixit"]["subscribers"][0]
-    data["pixit"]["subscribers"].append(
-        {
-            "imsi": "001010000000003",
-            "k": first["k"],
-            "opc": first["opc"],
-            "sqn": first["sqn"],
-            "services": ["key_agreement_only"],
-            "modes": ["ue_to_hse"],
-            "eas_ids": [EAS],
-        }
-    )
-    return load_profile(data)
-
-
-PROFILE = _profile()
+PROFILE = load_profile(PROFILE_FILE)
 HSE_FAULTS = [f.name for f in CATALOGUE if f.component == "hse"]
 
 
