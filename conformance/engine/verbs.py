@@ -9,7 +9,7 @@ from typing import Any
 
 from conformance.crypto.aka import AutnOutcome
 from conformance.engine.context import Context, NotApplicable
-from conformance.engine.matchers import run_checks
+from conformance.engine.matchers import key_check, run_checks
 from conformance.engine.results import CheckFailed, Inconclusive
 from conformance.keyserver.client import KeyServerError
 from conformance.roles.ue import ProtocolError
@@ -264,8 +264,6 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
     action = args["_value"]
     role = ctx.eas(options.get("identity"), certificate=options.get("certificate", "own"))
     identity = options.get("identity") or ctx.profile.pixit.eas_id
-    from conformance.engine.matchers import key_check
-
     try:
         if action == "register":
             expected = options.get("status", "registered")
