@@ -58,10 +58,17 @@ class Context:
             )
         return self.ues[name]
 
+    @property
+    def client_id(self) -> str:
+        """The key-server client the harness plays by default: the EMSE (pixit.emse_id) when the SUT is an
+        EMKS, else the EAS (pixit.eas_id)."""
+        return self.profile.pixit.emse_id if self.profile.sut.kind == "emks" else self.profile.pixit.eas_id
+
     def eas(self, identity: str | None = None, *, certificate: str = "own") -> Eas:
-        """An EAS client. certificate: own (its identity's), none, foreign (another CA), or the name of another
-        identity from the SUT's CA (needs certificates the harness made)."""
-        identity = identity or self.profile.pixit.eas_id
+        """A key-server client (EAS towards an HSE, EMSE towards an EMKS). identity: default `client_id`.
+        certificate: own (its identity's), none, foreign (another CA), or the name of another identity from
+        the SUT's CA (needs certificates the harness made)."""
+        identity = identity or self.client_id
         key = f"{identity}/{certificate}"
         if key in self.eases:
             return self.eases[key]

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from conformance.engine.matchers import MATCHERS
-from conformance.engine.model import Case, LintReport, load_cases
-from conformance.engine.verbs import VERBS
+from conformance.engine.matchers import KEY_SPEC_FIELDS, MATCHERS
+from conformance.engine.model import Case, LintReport, Step, load_cases
+from conformance.engine.verbs import EAS_ACTIONS, EAS_OPTIONS, RAW_BODIES, VERBS
 
 REACTIONS = {"message_reject", "silence"}  # what a negative case must expect at least once
 
@@ -37,16 +37,50 @@ def lint_cases(cases: Iterable[Case], report: LintReport) -> None:
                     )
             if step.verb == "expect" and step.args.get("_value") in REACTIONS:
                 reacts = True
-            if step.verb == "eas" and (step.args.get("with") or {}).get("status") not in (None, "registered"):
-                reacts = True
-            if step.verb == "eas" and step.args.get("_value") == "fetch_after_deregister":
-                reacts = True
+            if step.verb == "eas":
+                _lint_eas(case, step, report)
+                options = step.args.get("with") or {}
+                key = options.get("key")
+                if options.get("status") not in (None, "registered") or (isinstance(key, dict) and "expect" in key):
+                    reacts = True
+                if step.args.get("_value") in ("fetch_after_deregister", "old_tls"):
+                    reacts = True
         if case.negative and not reacts:
             report.add(
                 case.path,
                 case.line,
                 f"case {case.id}: a negative case must expect the SUT's reaction "
                 "(expect: message_reject or silence, or an EAS status)",
+            )
+
+
+def _lint_eas(case: Case, step: Step, report: LintReport) -> None:
+    """An eas step names a known action and known options (and a known raw body or key form)."""
+    action = step.args.get("_value")
+    if action not in EAS_ACTIONS:
+        report.add(
+            case.path, step.line, f"case {case.id}: unknown eas action {action!r}; known: {', '.join(EAS_ACTIONS)}"
+        )
+    options = step.args.get("with") or {}
+    for name in sorted(set(options) - set(EAS_OPTIONS)):
+        report.add(
+            case.path, step.line, f"case {case.id}: unknown eas option {name!r}; known: {', '.join(EAS_OPTIONS)}"
+        )
+    if action == "post_raw" and options.get("body") not in RAW_BODIES:
+        report.add(
+            case.path,
+            step.line,
+            f"case {case.id}: post_raw needs body one of {', '.join(RAW_BODIES)}, got {options.get('body')!r}",
+        )
+    key = options.get("key")
+    if isinstance(key, dict):
+        unknown = sorted(set(key) - set(KEY_SPEC_FIELDS))
+        if unknown or "provisioned" not in key or key.get("expect", "unknown") != "unknown":
+            report.add(
+                case.path,
+                step.line,
+                f"case {case.id}: key must be session, next, old, bogus or {{provisioned: N, expect: unknown, "
+                f"key_id: flipped|<hex>}}, got {key!r}",
             )
 
 

@@ -162,56 +162,122 @@ def from_port(ctx: Any, ue: Any, packet: Any, expected: str, name: str) -> None:
         raise CheckFailed("the reply's source", f"{ue.hse[0]}:{ue.hse[1]}", f"{observed[0]}:{observed[1]}")
 
 
-def session_key_id(ctx: Any, session: Any) -> bytes:
-    """The key identifier of a UE session's keys, by the binding's scheme (seed 002 6.x.2.1)."""
+def key_id_for(ctx: Any, rand: bytes, keys: dict[str, bytes]) -> bytes:
+    """The key identifier of the keys of one AKA run, by the binding's scheme (seed 002 6.x.2.1)."""
     binding = ctx.binding
-    hashed = session.keys.get(binding["keys.key_identifier.hash_of"])
     return key_identifier(
         binding["keys.key_identifier.scheme"],
         binding["keys.key_identifier.bits"],
-        rand=session.rand,
-        key=hashed,
+        rand=rand,
+        key=keys.get(binding["keys.key_identifier.hash_of"]),
         hash_name=binding["keys.key_identifier.hash"],
     )
 
 
-def key_check(ctx: Any, role: Any, options: dict[str, Any], *, deleted: bool = False) -> None:
-    """Fetch a UE key as the EAS and compare it with what the UE derived (key: session | next | old | bogus)."""
+def session_key_id(ctx: Any, session: Any) -> bytes:
+    """The key identifier of a UE session's keys."""
+    return key_id_for(ctx, session.rand, session.keys)
+
+
+KEY_SPEC_FIELDS = ("provisioned", "expect", "key_id")  # the mapping form of `key:` (an EMKS's provisioned runs)
+
+
+def provisioned_key(ctx: Any, spec: dict[str, Any], emse_id: str) -> tuple[str, bytes, bytes | None]:
+    """(UE id, key id, e2m_key or None) of one AKA run the EMKS was provisioned with: `provisioned` indexes
+    the first PIXIT subscriber's `rands` (oldest first, negative from the end, -1 the newest). The harness
+    derives the key itself (seed 002 6.x.2.1): MILENAGE f3/f4 on K/OPc give CK and IK for that RAND,
+    e2m_int_key = KDF(CK||IK, string), e2m_key = KDF(e2m_int_key, EMSE_Id); the key id by the binding's scheme.
+    `expect: unknown` wants a run older than the `rest.past_keys_kept` newest ones (key None); a run outside
+    the window the case needs is not applicable. `key_id: flipped | <hex>` asks under another key id (key None)."""
+    from conformance.crypto.keys import KeyHierarchy
+    from conformance.crypto.milenage import Milenage, compute_opc
+    from conformance.engine.context import NotApplicable
+
+    binding = ctx.binding
+    subscriber = ctx.profile.pixit.subscribers[0]
+    rands = subscriber.rands
+    index = int(spec["provisioned"])
+    if not -len(rands) <= index < len(rands):
+        raise NotApplicable(f"the case needs provisioned AKA run {index}; pixit.subscribers[0].rands has {len(rands)}")
+    position = index % len(rands)
+    kept = position >= len(rands) - binding["rest.past_keys_kept"]
+    unknown = spec.get("expect") == "unknown"
+    if kept == unknown:
+        raise NotApplicable(
+            f"AKA run {index} of {len(rands)} is {'within' if kept else 'beyond'} the "
+            f"{binding['rest.past_keys_kept']} kept (rest.past_keys_kept)"
+        )
+    rand = rands[position]
+    _res, ck, ik, _ak = Milenage(subscriber.k, subscriber.opc or compute_opc(subscriber.k, subscriber.op)).f2345(rand)
+    hierarchy = KeyHierarchy.from_binding(binding)
+    agreement = "umts" if "umts" in hierarchy.root_by_key_agreement else next(iter(hierarchy.root_by_key_agreement))
+    derived, skipped = hierarchy.derive_all(ck=ck, ik=ik, key_agreement=agreement, inputs={"emse_id": emse_id.encode()})
+    if "e2m_key" not in derived:
+        raise Inconclusive(f"the harness cannot derive e2m_key from this binding: {skipped.get('e2m_key')}")
+    key_id = key_id_for(ctx, rand, {name: d.value for name, d in derived.items()})
+    expected: bytes | None = None if unknown else derived["e2m_key"].value
+    other = spec.get("key_id")
+    if other == "flipped":
+        key_id, expected = bytes(b ^ 0xFF for b in key_id), None
+    elif other is not None:
+        key_id, expected = bytes.fromhex(str(other)), None
+    return subscriber.imsi, key_id, expected
+
+
+def key_check(
+    ctx: Any,
+    role: Any,
+    options: dict[str, Any],
+    *,
+    deleted: bool = False,
+    session_id: str | None = None,
+    identity: str | None = None,
+) -> None:
+    """Fetch a UE key as the key-server client and compare it with the harness's own. key: session | next |
+    old | bogus (what the UE of the case derived, towards an HSE), or {provisioned: N, expect, key_id} (an
+    EMKS's provisioned AKA run, see `provisioned_key`). with: ue_id (ask for another UE), status (the
+    rest.status list the answer must be in, asked once: a negative case), distinct (the key differs from the
+    one another identity fetched for the same key id: key separation between EMSEs)."""
     which = options.get("key", "session")
-    ue = ctx.ue()
-    if ue.session is None:
-        raise Inconclusive("no UE session to compare keys with")
-    session_id = ctx.saved.get("eas.session")
+    status = options.get("status")
+    identity = identity or ctx.client_id
+    session_id = session_id or ctx.saved.get("eas.session")
     if session_id is None:
         raise Inconclusive("the EAS is not registered")
-    if which == "next":
-        key_id, expected = ctx.saved.get("next_key_id"), ctx.saved.get("next_keys", {}).get("kint_eas_psk")
-        if key_id is None:
-            raise Inconclusive("no Manage Keys run completed")
-    elif which == "old":
-        key_id, expected = ctx.saved.get("old_key_id"), ctx.saved.get("old_key")
+    if isinstance(which, dict):
+        ue_id, key_id, expected = provisioned_key(ctx, which, identity)
     else:
-        key_id, expected = session_key_id(ctx, ue.session), ue.session.keys["kint_eas_psk"]
-    if which == "bogus":
-        key_id, expected = bytes(b ^ 0xFF for b in key_id), None
-    path = role.client.path("ue_key", session_id=session_id, ue_id=ue.credentials.imsi, key_id=key_id.hex())
+        ue = ctx.ue()
+        if ue.session is None:
+            raise Inconclusive("no UE session to compare keys with")
+        ue_id = ue.credentials.imsi
+        if which == "next":
+            key_id, expected = ctx.saved.get("next_key_id"), ctx.saved.get("next_keys", {}).get("kint_eas_psk")
+            if key_id is None:
+                raise Inconclusive("no Manage Keys run completed")
+        elif which == "old":
+            key_id, expected = ctx.saved.get("old_key_id"), ctx.saved.get("old_key")
+        else:
+            key_id, expected = session_key_id(ctx, ue.session), ue.session.keys["kint_eas_psk"]
+        if which == "bogus":
+            key_id, expected = bytes(b ^ 0xFF for b in key_id), None
+    if "ue_id" in options:
+        ue_id, expected = str(options["ue_id"]), None
+    if status is None and (deleted or expected is None):
+        status = "unknown_registration" if deleted else "unknown_key"
+    path = role.client.path("ue_key", session_id=session_id, ue_id=ue_id, key_id=key_id.hex())
     response = role.client.request("GET", path)
+    if status is not None:  # a key that should not be given out is asked for once
+        allowed = ctx.binding[f"rest.status.{status}"]
+        if response.status_code not in allowed:
+            raise CheckFailed(f"the key request answered {status}", allowed, f"HTTP {response.status_code}")
+        return
     # Nothing in BEST acknowledges the UE's last message, so a key may appear a moment after the UE is done:
-    # the SUT gets the PIXIT's reply timeout for it (a key that should not exist is asked for once).
+    # the SUT gets the PIXIT's reply timeout for it.
     deadline = time.monotonic() + ctx.timeout
-    while (
-        expected is not None
-        and not deleted
-        and response.status_code in ctx.binding["rest.status.unknown_key"]
-        and time.monotonic() < deadline
-    ):
+    while response.status_code in ctx.binding["rest.status.unknown_key"] and time.monotonic() < deadline:
         time.sleep(0.05)
         response = role.client.request("GET", path)
-    if deleted or expected is None:
-        allowed = ctx.binding["rest.status.unknown_registration" if deleted else "rest.status.unknown_key"]
-        if response.status_code not in allowed:
-            raise CheckFailed("the key request refused", allowed, f"HTTP {response.status_code}")
-        return
     if response.status_code not in ctx.binding["rest.status.key_delivered"]:
         raise CheckFailed(
             "the key delivered",
@@ -219,8 +285,24 @@ def key_check(ctx: Any, role: Any, options: dict[str, Any], *, deleted: bool = F
             f"HTTP {response.status_code}: {response.text[:200]}",
         )
     doc = role.client.xml.parse_ue_key(response.content)
-    if doc.key != expected:
+    if (doc.ue_id, doc.key_id) != (ue_id, key_id):
         raise CheckFailed(
-            "the EAS gets the KInt_EAS_PSK the UE derived (TS 33.163 Annex B)", expected.hex(), doc.key.hex()
+            "the key answer names the UE and key id asked for", (ue_id, key_id.hex()), (doc.ue_id, doc.key_id.hex())
         )
+    if doc.key != expected:
+        source = (
+            "e2m_key the harness derived (seed 002 6.x.2.1)"
+            if isinstance(which, dict)
+            else ("KInt_EAS_PSK the UE derived (TS 33.163 Annex B)")
+        )
+        raise CheckFailed(f"the client gets the {source}", expected.hex(), doc.key.hex())
+    fetched = ctx.saved.setdefault("eas.keys", {})
+    if options.get("distinct"):
+        others = {who: key for (who, kid), key in fetched.items() if kid == key_id and who != identity}
+        if not others:
+            raise Inconclusive("no other identity fetched a key for this key id to compare with")
+        same = sorted(who for who, key in others.items() if key == doc.key)
+        if same:
+            raise CheckFailed("a key of its own for each client (key separation)", "different keys", {"same as": same})
+    fetched[(identity, key_id)] = doc.key
     ctx.saved["old_key_id"], ctx.saved["old_key"] = key_id, expected

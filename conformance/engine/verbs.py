@@ -9,10 +9,10 @@ from typing import Any
 
 from conformance.crypto.aka import AutnOutcome
 from conformance.engine.context import Context, NotApplicable
-from conformance.engine.matchers import key_check, run_checks
+from conformance.engine.matchers import key_check, key_id_for, run_checks
 from conformance.engine.results import CheckFailed, Inconclusive
 from conformance.keyserver.client import KeyServerError
-from conformance.roles.ue import ProtocolError
+from conformance.roles.ue import ProtocolError, tlv_values
 
 VERBS: dict[str, Callable[[Context, dict[str, Any]], None]] = {}
 
@@ -226,15 +226,7 @@ def answer_manage_keys(ctx: Context, args: dict[str, Any]) -> None:
     except ProtocolError as exc:
         raise CheckFailed("a Manage Keys Request the UE can accept", "verifiable MAC and AUTN", str(exc)) from None
     ctx.saved["next_keys"] = keys
-    ctx.saved["next_key_id"] = _key_id_of(ctx, request)
-
-
-def _key_id_of(ctx: Context, packet: Any) -> bytes:
-    from conformance.crypto.keys import key_identifier
-    from conformance.roles.ue import tlv_values
-
-    rand = tlv_values(packet)["rand"]
-    return key_identifier(ctx.binding["keys.key_identifier.scheme"], ctx.binding["keys.key_identifier.bits"], rand=rand)
+    ctx.saved["next_key_id"] = key_id_for(ctx, tlv_values(request)["rand"], keys)
 
 
 @verb("wait")
@@ -253,17 +245,46 @@ def probe(ctx: Context, args: dict[str, Any]) -> None:
         raise CheckFailed("the SUT still serves a valid Session Request", "a session", str(exc)) from None
 
 
+EAS_ACTIONS = (
+    "register",
+    "subscribe",
+    "fetch_key",
+    "expect_push",
+    "deregister",
+    "fetch_after_deregister",
+    "post_raw",
+    "old_tls",
+)
+EAS_OPTIONS = ("identity", "certificate", "session_of", "key", "ue_id", "distinct", "status", "body", "version")
+RAW_BODIES = {  # post_raw body -> the rest.status list it is answered with by default
+    "malformed": "bad_request",
+    "schema_invalid": "bad_request",
+    "entity_bomb": "bad_request",
+    "oversized": "too_large",
+    "oversized_chunked": "too_large",
+    "wrong_content_type": "unsupported_media_type",
+}
+
+
 @verb("eas")
 def eas(ctx: Context, args: dict[str, Any]) -> None:
-    """An EAS action on the key server. The value: register, subscribe, fetch_key, expect_push, deregister,
-    fetch_after_deregister. with: identity, certificate (own|none|foreign|<other identity>), key (session |
-    next | old | bogus), status (expected HTTP status list name from rest.status, for negative cases), body
-    (register only; dtd_entity: the client id comes from an internal DTD entity, which a key server must refuse
-    rather than expand)."""
+    """A key-server client action: the EAS towards an HSE, the EMSE towards an EMKS (identity default
+    pixit.eas_id, or pixit.emse_id when the SUT is an EMKS). The value: register, subscribe, fetch_key,
+    expect_push, deregister, fetch_after_deregister, post_raw (a bad registration body, then the answer's
+    status), old_tls (a TLS handshake capped at `version`, TLSv1 or TLSv1.1, must be refused).
+    with: identity, certificate (own|none|foreign|<other identity>), session_of (use the session id this other
+    identity registered, or `unissued`), key (session | next | old | bogus from the UE's session; or, towards an EMKS,
+    {provisioned: N, expect: unknown, key_id: flipped|<hex>}: see the key_check matcher), ue_id, distinct,
+    status (expected HTTP status list name from rest.status, for negative cases), body (register: dtd_entity,
+    the client id comes from an internal DTD entity, which a key server must refuse rather than expand;
+    post_raw: malformed | schema_invalid | entity_bomb | oversized | oversized_chunked | wrong_content_type)."""
     options = dict(args.get("with") or {})
     action = args["_value"]
+    identity = options.get("identity") or ctx.client_id
+    if action == "old_tls":
+        _old_tls(ctx, identity, str(options.get("version", "TLSv1.1")))
+        return
     role = ctx.eas(options.get("identity"), certificate=options.get("certificate", "own"))
-    identity = options.get("identity") or ctx.profile.pixit.eas_id
     try:
         if action == "register":
             expected = options.get("status", "registered")
@@ -286,11 +307,19 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
             if response.status_code not in allowed:
                 raise CheckFailed(f"registration answered {expected}", allowed, response.status_code)
             if expected == "registered":
-                ctx.saved["eas.session"] = role.client.xml.parse_registration_answer(response.content)
+                session = role.client.xml.parse_registration_answer(response.content)
+                ctx.saved["eas.session"] = ctx.saved[f"eas.session.{identity}"] = session
         elif action == "subscribe":
-            role.client.subscribe(_eas_session(ctx), role.push_receiver())
+            role.client.subscribe(_eas_session(ctx, identity, options), role.push_receiver())
         elif action in ("fetch_key", "fetch_after_deregister"):
-            key_check(ctx, role, options, deleted=action == "fetch_after_deregister")
+            key_check(
+                ctx,
+                role,
+                options,
+                deleted=action == "fetch_after_deregister",
+                session_id=_eas_session(ctx, identity, options),
+                identity=identity,
+            )
         elif action == "expect_push":
             try:
                 doc, _ = role.pushed.get(timeout=ctx.timeout)
@@ -301,9 +330,15 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
             if doc.key != expected_key:
                 raise CheckFailed("the pushed key is the UE's KInt_EAS_PSK", expected_key, doc.key)
         elif action == "deregister":
-            response = role.client.request("DELETE", role.client.path("registration", session_id=_eas_session(ctx)))
-            if response.status_code not in ctx.binding["rest.status.deregistered"]:
-                raise CheckFailed("deregistration", ctx.binding["rest.status.deregistered"], response.status_code)
+            session = _eas_session(ctx, identity, options)
+            response = role.client.request("DELETE", role.client.path("registration", session_id=session))
+            allowed = ctx.binding[f"rest.status.{options.get('status', 'deregistered')}"]
+            if response.status_code not in allowed:
+                raise CheckFailed(
+                    f"deregistration answered {options.get('status', 'deregistered')}", allowed, response.status_code
+                )
+        elif action == "post_raw":
+            _post_raw(ctx, role, identity, options)
         else:
             raise Inconclusive(f"unknown EAS action {action!r}")
     except KeyServerError as exc:
@@ -325,8 +360,104 @@ def _registration_body(ctx: Context, role: Any, identity: str, body: str | None)
     return f"{declaration}\n{doctype}\n{rest.replace(f'>{identity}<', '>&id;<')}".encode()
 
 
-def _eas_session(ctx: Context) -> str:
-    session = ctx.saved.get("eas.session")
+def _raw_body(ctx: Context, role: Any, identity: str, kind: str) -> bytes:
+    """A registration body that must be refused (post_raw), each built from the valid document."""
+    document = role.client.xml.registration(identity)
+    names = role.client.xml.names
+    if kind == "malformed":  # cut inside the closing tag
+        return document[:-4]
+    if kind == "schema_invalid":  # well-formed, right root and namespace, but no client id
+        return f'<{names.registration} xmlns="{names.namespace}"/>'.encode()
+    if kind == "entity_bomb":  # a small billion laughs: 10^4 expansions if a parser allowed it
+        laughs = "".join(
+            f'<!ENTITY {name} "{("&" + previous + ";") * 10}">' for previous, name in zip("abcd", "bcde", strict=True)
+        )
+        return (
+            f'<?xml version="1.0"?><!DOCTYPE {names.registration} [<!ENTITY a "lol">{laughs}]>'
+            f'<{names.registration} xmlns="{names.namespace}"><{names.client_id}>&e;</{names.client_id}>'
+            f"</{names.registration}>"
+        ).encode()
+    if kind == "oversized":  # the valid document, padded with whitespace past the limit (declared length)
+        return document + b" " * (ctx.binding["rest.max_body_bytes"] + 1 - len(document))
+    raise Inconclusive(f"unknown raw body {kind!r}; known: {', '.join(RAW_BODIES)}")
+
+
+def _post_raw(ctx: Context, role: Any, identity: str, options: dict[str, Any]) -> None:
+    """POST a bad registration body; the answer must be in rest.status.<status> (default: per body)."""
+    kind = str(options.get("body"))
+    if kind not in RAW_BODIES:
+        raise Inconclusive(f"unknown raw body {kind!r}; known: {', '.join(RAW_BODIES)}")
+    status = options.get("status", RAW_BODIES[kind])
+    content_type = "text/plain" if kind == "wrong_content_type" else ctx.binding["rest.content_type"]
+    path = role.client.path("register")
+    try:
+        if kind == "oversized_chunked":  # no Content-Length: the server must count as it reads
+            limit = ctx.binding["rest.max_body_bytes"]
+            chunks = (b" " * 1024 for _ in range(limit // 1024 + 2))
+            response = role.client.http.post(path, content=chunks, headers={"content-type": content_type})
+        else:
+            body = role.client.xml.registration(identity) if kind == "wrong_content_type" else None
+            body = body or _raw_body(ctx, role, identity, kind)
+            response = role.client.request("POST", path, content=body, headers={"content-type": content_type})
+    except Exception as exc:  # e.g. the connection closed mid-body: no answer at all
+        raise CheckFailed(f"a {kind} body answered {status}", ctx.binding[f"rest.status.{status}"], repr(exc)) from None
+    allowed = ctx.binding[f"rest.status.{status}"]
+    if response.status_code not in allowed:
+        raise CheckFailed(f"a {kind} body answered {status}", allowed, f"HTTP {response.status_code}")
+
+
+def _old_tls(ctx: Context, identity: str, version: str) -> None:
+    """A TLS handshake (with the client's own certificate) offering only `version`: the SUT must refuse it
+    (tls.min_version). Not applicable if the harness's own TLS library cannot offer that version."""
+    import socket
+    import ssl
+    import warnings
+    from urllib.parse import urlsplit
+
+    from conformance.engine.context import NotApplicable
+
+    url = ctx.profile.endpoints.key_server
+    if not url:
+        raise NotApplicable("the profile names no key_server endpoint")
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 443
+    ca, cert, key, _ = ctx._material(identity, "own")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=str(ca))
+    if cert is not None:
+        context.load_cert_chain(str(cert), None if key is None else str(key))
+    with warnings.catch_warnings():  # the ssl module deprecates the very versions this checks
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            tls_version = ssl.TLSVersion[version.replace(".", "_")]
+            context.minimum_version = context.maximum_version = tls_version
+            context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        except (KeyError, ValueError, ssl.SSLError) as exc:
+            raise NotApplicable(f"the harness's TLS library cannot offer {version}: {exc}") from None
+    try:
+        with (
+            socket.create_connection((host, port), timeout=ctx.timeout) as sock,
+            context.wrap_socket(sock, server_hostname=host) as tls,
+        ):
+            negotiated = tls.version()
+    except ssl.SSLError as exc:
+        if exc.reason in ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE"):
+            raise NotApplicable(f"the harness's TLS library cannot offer {version}: {exc.reason}") from None
+        return  # the SUT's alert: refused
+    except OSError:
+        return  # connection reset or closed: refused
+    raise CheckFailed(f"a {version} handshake refused", f"at least {ctx.binding['tls.min_version']}", negotiated)
+
+
+def _eas_session(ctx: Context, identity: str | None = None, options: dict[str, Any] | None = None) -> str:
+    """The session id to use: the one `session_of` registered if given (`unissued`: one nobody registered),
+    else the identity's own, else the last one registered."""
+    owner = (options or {}).get("session_of")
+    if owner == "unissued":  # a well-formed session id no registration produced
+        return "unissued-" + "0" * 14
+    session = ctx.saved.get(f"eas.session.{owner or identity}")
+    if session is None and owner is None:
+        session = ctx.saved.get("eas.session")
     if session is None:
-        raise Inconclusive("the EAS is not registered")
+        raise Inconclusive(f"{owner or 'the EAS'} is not registered")
     return session

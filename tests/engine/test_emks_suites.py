@@ -1,0 +1,156 @@
+"""The shipped EMKS suites (TR 33.863 Solution #10, seed 002), proved on the reference EMKS.
+
+- They lint clean, every case cites its clauses and names only binding keys it rests on.
+- Against the conformant embedded reference EMKS (one instance for the whole module) every applicable case
+  passes.
+- Every key-server fault of the catalogue is caught: EMKS_FAULT_CATCHERS names, per fault, cases that must
+  not pass against a reference EMKS with only that fault on (fail for a `shall` case, warn for should/may).
+- `best-conformance run --profile profiles/reference-emks.yaml --reference` exits 0.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conformance.binding import load_binding
+from conformance.engine.embedded import embedded_reference
+from conformance.engine.lint import load_suite
+from conformance.engine.model import Case, suite_dir
+from conformance.engine.results import Result, Verdict
+from conformance.engine.runner import run_case
+from conformance.profile import load_profile
+from conformance.reference.faults import CATALOGUE
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILE_FILE = ROOT / "profiles" / "reference-emks.yaml"
+CASES, LINT = load_suite(suite_dir("emks").glob("*.yaml"))
+BY_ID = {case.id: case for case in CASES}
+
+# fault -> cases that must not pass against a reference EMKS with that fault on
+EMKS_FAULT_CATCHERS: dict[str, list[str]] = {
+    "client_cert_not_required": ["EMKS-TLS-001"],
+    "cert_identity_not_checked": ["EMKS-REG-005", "EMKS-TLS-006"],
+    "wrong_register_status": ["EMKS-REG-001", "EMKS-TLS-003"],
+    "key_id_ignored": ["EMKS-KEY-002", "EMKS-KEY-004", "EMKS-KEY-007"],
+    "past_keys_not_kept": ["EMKS-KEY-002", "EMKS-KEY-003"],
+    "xml_entities_expanded": ["EMKS-REG-007"],
+    "session_not_deleted": ["EMKS-DEREG-002"],
+}
+
+
+def failing_verdict(case: Case) -> Verdict:
+    return Verdict.FAIL if case.level == "shall" else Verdict.WARN
+
+
+def explain(result: Result) -> str:
+    return f"{result.case}: {result.verdict.value}: {result.reason}"
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return load_profile(PROFILE_FILE)
+
+
+@pytest.fixture(scope="module")
+def conformant_results(profile, tmp_path_factory) -> Iterator[dict[str, Result]]:
+    """Every EMKS case, run once against one conformant embedded reference EMKS."""
+    out = tmp_path_factory.mktemp("conformant-emks")
+    with embedded_reference(profile) as (running, certs):
+        yield {case.id: run_case(case, running, out, certs=certs) for case in CASES}
+
+
+# ---- the suites as data ---------------------------------------------------------------------------------
+
+
+def test_emks_suites_lint_clean():
+    assert LINT.errors == []
+
+
+def test_there_are_at_least_30_emks_cases_and_all_are_for_the_emks():
+    assert len(CASES) >= 30
+    assert {case.sut for case in CASES} == {"emks"}
+    assert len(BY_ID) == len(CASES)
+
+
+def test_every_case_cites_seed_002_or_the_tls_profile_and_rests_on_binding_keys():
+    binding = load_binding()
+    for case in CASES:
+        assert any(ref.startswith(("seed 002 6.x.2", "TS 33.210 6.2")) for ref in case.refs), case.id
+        assert case.rests_on, f"{case.id} names no binding key its verdict rests on"
+        for key in case.rests_on:
+            binding.param(key)  # raises for a key the binding does not have
+
+
+def test_the_profile_lists_runs_beyond_the_kept_number(profile):
+    """EMKS-KEY-005/006 need AKA runs the EMKS no longer keeps."""
+    assert len(profile.pixit.subscribers[0].rands) > profile.binding["rest.past_keys_kept"] + 1
+
+
+def test_lint_knows_the_eas_actions_and_options(tmp_path):
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(
+        "- id: X-1\n  title: t\n  refs: ['seed 002 6.x.2.1']\n  level: shall\n  applies: {sut: emks}\n"
+        "  steps:\n    - eas: fetch_keys\n    - eas: post_raw\n      with: {body: huge, colour: red}\n"
+        "    - eas: fetch_key\n      with: {key: {provisioned: 0, expect: found}}\n",
+        encoding="utf-8",
+    )
+    _, report = load_suite([suite])
+    text = "\n".join(report.errors)
+    assert "unknown eas action 'fetch_keys'" in text
+    assert "unknown eas option 'colour'" in text
+    assert "post_raw needs body" in text
+    assert "key must be" in text
+
+
+# ---- the conformant reference passes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case_id", sorted(BY_ID))
+def test_conformant_reference_emks_passes(conformant_results, case_id):
+    result = conformant_results[case_id]
+    assert result.verdict is Verdict.PASS, explain(result)
+
+
+def test_best_conformance_run_on_the_reference_emks_exits_0(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conformance.cli",
+            "run",
+            "--profile",
+            str(PROFILE_FILE),
+            "--reference",
+            "--reports",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{len(CASES)} cases: {len(CASES)} pass" in " ".join(done.stderr.split())
+
+
+# ---- every fault is caught ----------------------------------------------------------------------------
+
+
+def test_emks_fault_catchers_cover_every_key_server_fault():
+    assert set(EMKS_FAULT_CATCHERS) == {f.name for f in CATALOGUE if f.component == "keyserver"}
+    for fault, ids in EMKS_FAULT_CATCHERS.items():
+        assert ids, fault
+        assert set(ids) <= set(BY_ID), f"{fault}: unknown case(s) {sorted(set(ids) - set(BY_ID))}"
+
+
+@pytest.mark.parametrize("fault", sorted(EMKS_FAULT_CATCHERS))
+def test_emks_fault_is_caught(profile, tmp_path, fault):
+    with embedded_reference(profile, frozenset({fault})) as (running, certs):
+        results = [run_case(BY_ID[i], running, tmp_path, certs=certs) for i in EMKS_FAULT_CATCHERS[fault]]
+    for result in results:
+        assert result.verdict is failing_verdict(BY_ID[result.case]), f"{fault} not caught: {explain(result)}"
