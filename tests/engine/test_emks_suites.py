@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conformance.binding import load_binding
-from conformance.engine.embedded import embedded_reference
 from conformance.engine.lint import load_suite
-from conformance.engine.model import Case, suite_dir
+from conformance.engine.model import suite_dir
 from conformance.engine.results import Result, Verdict
-from conformance.engine.runner import run_case
 from conformance.profile import load_profile
 from conformance.reference.faults import CATALOGUE
+from tests.engine import assert_fault_caught, explain, run_against_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE_FILE = ROOT / "profiles" / "reference-emks.yaml"
@@ -43,25 +41,16 @@ EMKS_FAULT_CATCHERS: dict[str, list[str]] = {
 }
 
 
-def failing_verdict(case: Case) -> Verdict:
-    return Verdict.FAIL if case.level == "shall" else Verdict.WARN
-
-
-def explain(result: Result) -> str:
-    return f"{result.case}: {result.verdict.value}: {result.reason}"
-
-
 @pytest.fixture(scope="module")
 def profile():
     return load_profile(PROFILE_FILE)
 
 
 @pytest.fixture(scope="module")
-def conformant_results(profile, tmp_path_factory) -> Iterator[dict[str, Result]]:
+def conformant_results(profile, tmp_path_factory) -> dict[str, Result]:
     """Every EMKS case, run once against one conformant embedded reference EMKS."""
     out = tmp_path_factory.mktemp("conformant-emks")
-    with embedded_reference(profile) as (running, certs):
-        yield {case.id: run_case(case, running, out, certs=certs) for case in CASES}
+    return run_against_reference(profile, CASES, out)
 
 
 # ---- the suites as data ---------------------------------------------------------------------------------
@@ -150,7 +139,4 @@ def test_emks_fault_catchers_cover_every_key_server_fault():
 
 @pytest.mark.parametrize("fault", sorted(EMKS_FAULT_CATCHERS))
 def test_emks_fault_is_caught(profile, tmp_path, fault):
-    with embedded_reference(profile, frozenset({fault})) as (running, certs):
-        results = [run_case(BY_ID[i], running, tmp_path, certs=certs) for i in EMKS_FAULT_CATCHERS[fault]]
-    for result in results:
-        assert result.verdict is failing_verdict(BY_ID[result.case]), f"{fault} not caught: {explain(result)}"
+    assert_fault_caught(profile, BY_ID, EMKS_FAULT_CATCHERS[fault], fault, tmp_path)

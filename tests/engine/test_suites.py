@@ -11,20 +11,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conformance.binding import load_binding
-from conformance.engine.embedded import embedded_reference
 from conformance.engine.lint import load_suite
-from conformance.engine.model import Case, suite_dir
+from conformance.engine.model import suite_dir
 from conformance.engine.results import Result, Verdict
-from conformance.engine.runner import run_case
 from conformance.profile import load_profile
 from conformance.reference.faults import CATALOGUE
+from tests.engine import assert_fault_caught, explain, run_against_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE_FILE = ROOT / "profiles" / "reference-hse.yaml"
@@ -68,26 +66,16 @@ FAULT_CATCHERS: dict[str, list[str]] = {
 }
 
 
-def failing_verdict(case: Case) -> Verdict:
-    """What the runner gives this case when the SUT does not meet it."""
-    return Verdict.FAIL if case.level == "shall" else Verdict.WARN
-
-
-def explain(result: Result) -> str:
-    return f"{result.case}: {result.verdict.value}: {result.reason}"
-
-
 @pytest.fixture(scope="module")
 def profile():
     return load_profile(PROFILE_FILE)
 
 
 @pytest.fixture(scope="module")
-def conformant_results(profile, tmp_path_factory) -> Iterator[dict[str, Result]]:
+def conformant_results(profile, tmp_path_factory) -> dict[str, Result]:
     """Every HSE case, run once against one conformant embedded reference HSE."""
     out = tmp_path_factory.mktemp("conformant")
-    with embedded_reference(profile) as (running, certs):
-        yield {case.id: run_case(case, running, out, certs=certs) for case in CASES}
+    return run_against_reference(profile, CASES, out)
 
 
 # ---- the suites as data ---------------------------------------------------------------------------------
@@ -150,8 +138,8 @@ def test_the_version_case_passes_where_the_binding_has_a_version_field(tmp_path)
         "emsdp.header.version_bits": 8,
         "emsdp.header.fields": ["version", "up_cp", "rfu", "key_id", "counter", "session_id"],
     }
-    with embedded_reference(load_profile(data)) as (running, certs):
-        results = [run_case(BY_ID[i], running, tmp_path, certs=certs) for i in ("HSE-MF-004", "HSE-SR-001")]
+    cases = (BY_ID[i] for i in ("HSE-MF-004", "HSE-SR-001"))
+    results = list(run_against_reference(load_profile(data), cases, tmp_path).values())
     assert [r.verdict for r in results] == [Verdict.PASS, Verdict.PASS], [explain(r) for r in results]
 
 
@@ -167,8 +155,4 @@ def test_fault_catchers_cover_the_whole_catalogue():
 
 @pytest.mark.parametrize("fault", sorted(FAULT_CATCHERS))
 def test_fault_is_caught(profile, tmp_path, fault):
-    with embedded_reference(profile, frozenset({fault})) as (running, certs):
-        results = [run_case(BY_ID[case_id], running, tmp_path, certs=certs) for case_id in FAULT_CATCHERS[fault]]
-    for result in results:
-        case = BY_ID[result.case]
-        assert result.verdict is failing_verdict(case), f"{fault} not caught: {explain(result)}"
+    assert_fault_caught(profile, BY_ID, FAULT_CATCHERS[fault], fault, tmp_path)
