@@ -292,6 +292,13 @@ def check_consistency(binding: Binding) -> list[str]:
     problems += _check_protection(binding)
     if binding["protection.mac.bits"] % 8:
         problems.append(f"protection.mac.bits: must be a whole number of octets, got {binding['protection.mac.bits']}")
+    identity = binding["dtls.psk_identity"]
+    placeholders = re.findall(r"\{(\w*)\}", identity)
+    if sorted(placeholders) != ["key_id", "ue_id"] or "}{" in identity:
+        problems.append(
+            "dtls.psk_identity: must hold {ue_id} and {key_id} once each, with a separator between them, "
+            f"got {identity!r}"
+        )
     for name, path in binding.section("rest.paths").items():
         unknown = set(re.findall(r"\{(\w+)\}", path)) - _PATH_PLACEHOLDERS
         if not path.startswith("/") or unknown:

@@ -27,6 +27,7 @@ from conformance.dtls.records import KeyLogError, key_log_line
 
 VERSIONS = {"DTLSv1.0": tls.DTLSVersion.DTLSv1_0, "DTLSv1.2": tls.DTLSVersion.DTLSv1_2}
 Address = tuple[str, int]
+MAX_DATAGRAM = 65535  # the largest UDP payload
 
 
 class DtlsFailure(Exception):
@@ -80,7 +81,7 @@ def _configuration(ciphers: list[str], low: str, high: str, timeout: float, **ps
 
 
 def _flush(buffer: Any, send: Callable[[bytes], Any], record: Callable[[bytes], None] | None = None) -> None:
-    while outgoing := buffer.peek_outgoing(65536):
+    while outgoing := buffer.peek_outgoing(MAX_DATAGRAM):
         send(outgoing)
         if record is not None:
             record(outgoing)
@@ -160,7 +161,7 @@ class DtlsPskClient:
             while True:
                 self.buffer.receive_from_network(self._receive(deadline))
                 try:
-                    return self.buffer.read(65536)
+                    return self.buffer.read(MAX_DATAGRAM)
                 except tls.WantReadError:
                     continue
         except TimeoutError:
@@ -268,7 +269,7 @@ class DtlsPskServer:
             _flush(buffer, send)
             self.established.append(peer)  # application data may have come with the last flight: read on
         try:
-            received = buffer.read(65536)
+            received = buffer.read(MAX_DATAGRAM)
         except tls.WantReadError:
             return
         if not received:  # close_notify

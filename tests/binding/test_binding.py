@@ -225,6 +225,8 @@ def test_override_mapping_with_extra_fields_is_refused():
         ({"protection.mac.bits": 60}, "protection.mac.bits: must be a whole number of octets"),
         ({"rest.paths.ue_key": "/keys/{imsi}"}, "rest.paths.ue_key: must start with '/' and use only"),
         ({"rest.paths.register": "registrations"}, "rest.paths.register: must start with '/'"),
+        ({"dtls.psk_identity": "{ue_id}{key_id}"}, "dtls.psk_identity: must hold {ue_id} and {key_id} once"),
+        ({"dtls.psk_identity": "{ue_id}"}, "dtls.psk_identity: must hold {ue_id} and {key_id} once"),
     ],
 )
 def test_inconsistent_bindings_are_refused(override, message):
