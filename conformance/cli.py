@@ -522,6 +522,29 @@ def explain(case_id: str) -> None:
             click.echo(f"      check {name} = {expected}: {_first_sentence(MATCHERS.get(name))}")
 
 
+@cli.command()
+@click.option(
+    "--sut", type=click.Choice(["hse", "emks", "emse"]), help="Only the requirements and cases of one SUT kind."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def coverage(sut: str | None, as_json: bool) -> None:
+    """Every requirement of the ledger (conformance/requirements/): level, clause, and whether cases check it
+    (which) or why not (out_of_scope, untestable, needs_pics, binding_unknown, not_covered), with totals."""
+    from conformance.requirements import LedgerError
+    from conformance.requirements.coverage import SuiteError, compute, render, shipped_cases
+
+    try:
+        result = compute(shipped_cases(), sut)
+    except (LedgerError, SuiteError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    from rich.console import Console
+
+    render(result, Console())
+
+
 def _first_sentence(fn: Any) -> str:
     if fn is None:
         return "(unknown)"

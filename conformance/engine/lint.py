@@ -1,5 +1,6 @@
-"""Checks on loaded cases that need the verb and matcher registries: unknown names, duplicate ids, and
-negative cases that do not say how the SUT must react. Every problem names its file and line."""
+"""Checks on loaded cases that need the verb and matcher registries and the requirement ledger: unknown names,
+duplicate ids, negative cases that do not say how the SUT must react, and requirement ids the ledger does not
+know. Every problem names its file and line."""
 
 from __future__ import annotations
 
@@ -9,13 +10,28 @@ from pathlib import Path
 from conformance.engine.matchers import KEY_SPEC_FIELDS, MATCHERS
 from conformance.engine.model import Case, LintReport, Step, load_cases
 from conformance.engine.verbs import EAS_ACTIONS, EAS_OPTIONS, RAW_BODIES, VERBS
+from conformance.requirements import Ledger, LedgerError, shipped_ledger
 
 REACTIONS = {"message_reject", "silence"}  # what a negative case must expect at least once
 
+# Rule "requirements mandatory": every case names at least one ledger requirement it checks. Set it to False
+# only while a new suite is being mapped onto the ledger; unknown ids are refused either way.
+REQUIREMENTS_MANDATORY = True
 
-def lint_cases(cases: Iterable[Case], report: LintReport) -> None:
+
+def lint_cases(cases: Iterable[Case], report: LintReport, ledger: Ledger | None = None) -> None:
+    """Every problem of the cases; `ledger` defaults to the shipped one."""
+    if ledger is None:
+        try:
+            ledger = shipped_ledger()
+        except LedgerError as exc:
+            report.errors.extend(exc.problems)
+            ledger = Ledger([], [])
     seen: dict[str, str] = {}
     for case in cases:
+        _lint_requirements(case, ledger, report)
+        if REQUIREMENTS_MANDATORY:
+            _lint_requirements_present(case, report)
         if case.id in seen:
             report.add(case.path, case.line, f"case id {case.id} is also used at {seen[case.id]}")
         seen[case.id] = case.location
@@ -52,6 +68,32 @@ def lint_cases(cases: Iterable[Case], report: LintReport) -> None:
                 f"case {case.id}: a negative case must expect the SUT's reaction "
                 "(expect: message_reject or silence, or an EAS status)",
             )
+
+
+def _lint_requirements(case: Case, ledger: Ledger, report: LintReport) -> None:
+    """Each requirement id a case names is in the ledger and concerns the case's SUT kind."""
+    for rid in case.requirements:
+        requirement = ledger.get(rid)
+        if requirement is None:
+            report.add(case.path, case.line, f"case {case.id}: unknown requirement {rid!r}{ledger.suggest(rid)}")
+        elif case.sut not in requirement.sut:
+            report.add(
+                case.path,
+                case.line,
+                f"case {case.id}: requirement {rid} concerns {', '.join(requirement.sut)}, not {case.sut} "
+                f"({requirement.location})",
+            )
+
+
+def _lint_requirements_present(case: Case, report: LintReport) -> None:
+    """Rule "requirements mandatory" (REQUIREMENTS_MANDATORY): a case names the requirements it checks."""
+    if not case.requirements:
+        report.add(
+            case.path,
+            case.line,
+            f"case {case.id}: requirements must name at least one requirement id of the ledger "
+            "(conformance/requirements/*.yaml)",
+        )
 
 
 def _lint_eas(case: Case, step: Step, report: LintReport) -> None:

@@ -43,6 +43,7 @@ class Case:
     path: str
     line: int
     group: str = ""
+    requirements: tuple[str, ...] = ()  # ledger ids the case checks (conformance/requirements/)
 
     @property
     def location(self) -> str:
@@ -98,7 +99,8 @@ def _case(path: Path, item: Any, report: LintReport) -> Case | None:
         report.add(where, 1, "a case must be a mapping with id, title, refs, level, applies and steps")
         return None
     line = item.get("__line__", 1)
-    known = {"id", "title", "refs", "level", "applies", "steps", "purpose", "rests_on", "negative", "__line__"}
+    known = {"id", "title", "refs", "requirements", "level", "applies", "steps", "purpose", "rests_on", "negative"}
+    known |= {"__line__"}
     for key in sorted(set(item) - known):
         report.add(where, line, f"unknown field {key!r}; known: {', '.join(sorted(known - {'__line__'}))}")
     for key in ("id", "title", "refs", "level", "applies", "steps"):
@@ -115,6 +117,10 @@ def _case(path: Path, item: Any, report: LintReport) -> Case | None:
                 line,
                 f"case {item.get('id', '?')}: ref {ref!r} is not like 'TS 33.163 6.2.2' or 'seed 002 6.x.2.2.2.1'",
             )
+    requirements = item.get("requirements") or []
+    if not isinstance(requirements, list) or not all(isinstance(r, str) for r in requirements):
+        report.add(where, line, f"case {item.get('id', '?')}: requirements must be a list of requirement ids")
+        requirements = []
     level = item.get("level")
     if level not in LEVELS:
         report.add(where, line, f"case {item.get('id', '?')}: level must be one of {', '.join(LEVELS)}, got {level!r}")
@@ -147,6 +153,7 @@ def _case(path: Path, item: Any, report: LintReport) -> Case | None:
         path=where,
         line=line,
         group=Path(where).stem,
+        requirements=tuple(requirements),
     )
 
 

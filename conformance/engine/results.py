@@ -49,6 +49,7 @@ class Result:
     trace: list[dict[str, Any]] = field(default_factory=list)
     started: float = 0.0
     duration: float = 0.0
+    requirements: list[str] = field(default_factory=list)  # ledger ids the case checks
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -51,7 +51,15 @@ def rests_on(case: Case, profile: LoadedProfile) -> list[dict[str, Any]]:
 
 
 def run_case(case: Case, profile: LoadedProfile, out_dir: Path, *, certs: CertificateDirectory | None = None) -> Result:
-    result = Result(case.id, case.title, case.level, list(case.refs), Verdict.PASS, started=time.time())
+    result = Result(
+        case.id,
+        case.title,
+        case.level,
+        list(case.refs),
+        Verdict.PASS,
+        started=time.time(),
+        requirements=list(case.requirements),
+    )
     reason = applicable(case, profile)
     if reason is not None:
         result.verdict, result.reason = Verdict.NOT_APPLICABLE, reason

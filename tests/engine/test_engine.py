@@ -83,6 +83,7 @@ def test_negative_case_without_reaction_is_refused(tmp_path):
 - id: X-3
   title: negative without reaction
   refs: ["TS 33.163 4.3.2"]
+  requirements: [BEST-SR-006]
   level: shall
   negative: true
   applies: {sut: hse}
