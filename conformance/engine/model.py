@@ -19,6 +19,7 @@ import yaml
 LEVELS = ("shall", "should", "may")
 SUT_KINDS = ("hse", "emks", "emse")
 REF_PATTERN = re.compile(r"^(TS|TR) \d\d\.\d{3}( [A-Z]?[\d.]+[\w.-]*| Annex [A-Z](\.[\d.]+)?)?$|^seed \d{3} [\w.]+$")
+CASE_FIELDS = ("id", "title", "refs", "requirements", "level", "applies", "steps", "purpose", "rests_on", "negative")
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,17 @@ class LintReport:
         self.errors.append(f"{path}:{line}: {message}")
 
 
-class _LineLoader(yaml.SafeLoader):
+class LineLoader(yaml.SafeLoader):
     """Records the line of every mapping, so errors can point at it."""
 
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+def _construct_mapping(loader: LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
     mapping = loader.construct_mapping(node, deep=True)
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
 
 
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def suite_dir(kind: str) -> Path:
@@ -80,7 +81,7 @@ def load_cases(paths: Iterable[Path], report: LintReport) -> list[Case]:
     cases = []
     for path in sorted(paths):
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=LineLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             report.add(str(path), mark.line + 1 if mark else 1, f"not valid YAML: {exc}")
@@ -99,10 +100,8 @@ def _case(path: Path, item: Any, report: LintReport) -> Case | None:
         report.add(where, 1, "a case must be a mapping with id, title, refs, level, applies and steps")
         return None
     line = item.get("__line__", 1)
-    known = {"id", "title", "refs", "requirements", "level", "applies", "steps", "purpose", "rests_on", "negative"}
-    known |= {"__line__"}
-    for key in sorted(set(item) - known):
-        report.add(where, line, f"unknown field {key!r}; known: {', '.join(sorted(known - {'__line__'}))}")
+    for key in sorted(set(item) - {*CASE_FIELDS, "__line__"}):
+        report.add(where, line, f"unknown field {key!r}; known: {', '.join(sorted(CASE_FIELDS))}")
     for key in ("id", "title", "refs", "level", "applies", "steps"):
         if key not in item:
             report.add(where, line, f"case {item.get('id', '?')}: missing {key!r}")

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from conformance.engine.model import LEVELS, REF_PATTERN, SUT_KINDS
+from conformance.engine.model import LEVELS, REF_PATTERN, SUT_KINDS, LineLoader
 
 # Why no case checks a requirement. Every untested requirement names one of these and says more in a note.
 REASONS = {
@@ -112,19 +112,6 @@ def shipped_ledger() -> Ledger:
     return load_ledger(sorted(ledger_dir().glob("*.yaml")))
 
 
-class _LineLoader(yaml.SafeLoader):
-    """Records the line of every mapping, so problems can point at it."""
-
-
-def _mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-
-
 def load_ledger(paths: Iterable[Path]) -> Ledger:
     """Every requirement of the given files; LedgerError lists every problem of every file."""
     problems: list[str] = []
@@ -133,7 +120,7 @@ def load_ledger(paths: Iterable[Path]) -> Ledger:
     seen: dict[str, str] = {}
     for path in paths:
         try:
-            data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_LineLoader)
+            data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=LineLoader)
         except OSError as exc:
             problems.append(f"{path}:1: cannot read: {exc.strerror or exc}")
             continue
