@@ -282,8 +282,9 @@ def binding_command(binding_files: tuple[str, ...], not_confirmed: bool, as_json
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per message.")
 def dissect(pcap: str, binding_files: tuple[str, ...], counter_scheme: int | None, as_json: bool) -> None:
     """Decode every EMSDP message of a pcap (UDP to or from the binding's port), one block per message."""
+    from conformance.capture.reader import TraceError
     from conformance.emsdp.codec import Codec
-    from conformance.emsdp.trace import TraceError, read_trace, render_text
+    from conformance.emsdp.trace import read_trace, render_text
 
     codec = Codec(_binding(binding_files))
     if counter_scheme is not None and counter_scheme not in codec.layout.schemes:
@@ -312,30 +313,41 @@ def wireshark_dissector(binding_files: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["hse", "emks"]))
+@click.argument("kind", type=click.Choice(["hse", "emks", "emse"]))
 @click.option(
     "--profile",
     "profile_path",
     type=click.Path(dir_okay=False),
     help="SUT profile describing the reference SUT (default: profiles/reference-<kind>.yaml shipped with the harness).",
 )
-@click.option("--port", type=int, help="HSE: UDP port (default: the profile's, else the binding's).")
+@click.option("--port", type=int, help="HSE, EMSE: UDP port (default: the profile's, else the binding's).")
 @click.option("--rest-port", type=int, help="Key-server HTTPS port (default: the profile's key_server URL's).")
+@click.option("--key-server", help="EMSE: the EMKS to register with (default: the profile's key_server URL).")
+@click.option("--pid-file", type=click.Path(dir_okay=False), help="Write the process id here (for triggers).")
 @click.option("--fault", "faults", multiple=True, help="Switch on a fault of the catalogue (repeatable).")
 def serve(
-    kind: str, profile_path: str | None, port: int | None, rest_port: int | None, faults: tuple[str, ...]
+    kind: str,
+    profile_path: str | None,
+    port: int | None,
+    rest_port: int | None,
+    key_server: str | None,
+    pid_file: str | None,
+    faults: tuple[str, ...],
 ) -> None:
     """Run a reference SUT as a standalone server, logging every exchange, until interrupted.
 
     Its certificates (a CA, the server's and clients') are made on first use in the user's cache directory;
-    peers trust the CA and present client certificates from there.
+    peers trust the CA and present client certificates from there. The EMSE registers with its EMKS on start;
+    SIGUSR1 makes it register again, SIGUSR2 deregister (the PIXIT's triggers: kill -USR1 PID).
     """
     import logging
+    import os
     import time
+    from pathlib import Path
 
     from conformance.profile import ProfileError, load_profile
     from conformance.reference.faults import UnknownFault, parse_faults
-    from conformance.reference.services import ReferenceEmksService, ReferenceHseService
+    from conformance.reference.services import ReferenceEmksService, ReferenceEmseService, ReferenceHseService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
@@ -343,17 +355,28 @@ def serve(
         chosen = parse_faults(faults)
         if profile.sut.kind != kind:
             raise click.UsageError(f"{profile.path}: sut.kind is {profile.sut.kind!r}, not {kind!r}")
-        service = (
-            ReferenceHseService(profile, chosen, udp_port=port, rest_port=rest_port)
-            if kind == "hse"
-            else ReferenceEmksService(profile, chosen, rest_port=rest_port)
-        )
+        if kind == "hse":
+            service: Any = ReferenceHseService(profile, chosen, udp_port=port, rest_port=rest_port)
+        elif kind == "emks":
+            service = ReferenceEmksService(profile, chosen, rest_port=rest_port)
+        else:
+            url = key_server or profile.endpoints.key_server
+            if not url:
+                raise click.UsageError("an EMSE needs the EMKS to register with: --key-server URL")
+            service = ReferenceEmseService(profile, url, chosen, dtls_port=port)
+            _emse_signals(service)
         service.__enter__()
     except (ProfileError, UnknownFault) as exc:
         raise click.UsageError(str(exc)) from None
     except OSError as exc:
         raise click.UsageError(f"cannot listen: {exc.strerror or exc}") from None
-    where = [f"key server {service.keyserver.url}", f"certificates in {service.certs.directory}"]
+    if pid_file:
+        Path(pid_file).write_text(f"{os.getpid()}\n", encoding="ascii")
+    if kind == "emse":
+        where = [f"DTLS {service.address[0]}:{service.address[1]}", f"EMKS {service.emse.client.http.base_url}"]
+    else:
+        where = [f"key server {service.keyserver.url}"]
+    where.append(f"certificates in {service.certs.directory}")
     if kind == "hse":
         where.insert(0, f"UDP {service.hse.address[0]}:{service.hse.address[1]}")
     click.echo(
@@ -368,6 +391,18 @@ def serve(
         pass
     finally:
         service.__exit__(None, None, None)
+
+
+def _emse_signals(service: Any) -> None:
+    """SIGUSR1: register again; SIGUSR2: deregister (run on a thread: the handler must return at once)."""
+    import signal
+    import threading
+
+    def on(action: Any) -> Any:
+        return lambda _signum, _frame: threading.Thread(target=action, daemon=True).start()
+
+    signal.signal(signal.SIGUSR1, on(service.emse.register))
+    signal.signal(signal.SIGUSR2, on(service.emse.deregister))
 
 
 EXIT_FAIL, EXIT_HARNESS = 1, 3

@@ -69,11 +69,20 @@ class UdpEndpoint(Strict):
 
 class Endpoints(Strict):
     hse: UdpEndpoint | None = None
-    key_server: str | None = Field(None, pattern=r"^https://", description="base URL of the key-server REST")
+    emse: UdpEndpoint | None = Field(None, description="the EMSE's DTLS endpoint (default port: dtls.port)")
+    key_server: str | None = Field(
+        None,
+        pattern=r"^https://",
+        description="base URL of the key-server REST: the SUT's (HSE, EMKS), or the harness's own EMKS that an "
+        "EMSE under test registers with",
+    )
 
 
 class Tls(Strict):
-    """PEM files for the key-server interface; for the reference SUTs generated on first use when absent."""
+    """PEM files for the key-server interface; for the reference SUTs generated on first use when absent.
+    Towards an HSE or EMKS: the CA that issued the SUT's server certificate, and the harness's client
+    certificate. Towards an EMSE: the harness EMKS's server certificate and key, and the CA that issued the
+    EMSE's client certificate."""
 
     ca: Path | None = None
     cert: Path | None = None
@@ -119,6 +128,7 @@ class Pics(Strict):
     manage_keys_from_ue: bool = True
     terminate_from_hse: bool = True
     eas_interface: bool = True
+    deregistration: bool = True  # an EMSE deregisters from its EMKS (optional in seed 002 6.x.2.2.2.3)
 
 
 class Pixit(Strict):
@@ -130,6 +140,10 @@ class Pixit(Strict):
     eas_id: str = "eas.example.com"
     emse_id: str = "emse-1"
     reply_timeout: float = Field(2.0, gt=0)
+    registration_timeout: float = Field(10.0, gt=0, description="how long an EMSE may take to (re)register")
+    triggers: dict[Literal["register", "deregister"], str] = Field(
+        {}, description="shell commands that make the SUT register or deregister (cases needing one are N/A without)"
+    )
 
 
 class Reference(Strict):
@@ -160,6 +174,7 @@ class LoadedProfile:
         self.profile = profile
         self.binding = binding
         self.path = path
+        self.peers: Any = None  # what the harness runs beside the SUT for a run (engine.peers.Peers)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.profile, name)
@@ -168,6 +183,11 @@ class LoadedProfile:
     def hse_endpoint(self) -> tuple[str, int]:
         hse = self.profile.endpoints.hse or UdpEndpoint()
         return hse.host, hse.port or self.binding["transport.udp_port"]
+
+    @property
+    def emse_endpoint(self) -> tuple[str, int]:
+        emse = self.profile.endpoints.emse or UdpEndpoint()
+        return emse.host, emse.port or self.binding["dtls.port"]
 
 
 def load_profile(source: str | Path | dict[str, Any]) -> LoadedProfile:

@@ -88,6 +88,12 @@ class RunState:
 
         self.profile, self.certs = self._stack.enter_context(embedded_reference(self.profile, parse_faults(faults)))
 
+    def start_peers(self) -> None:
+        """What the harness runs beside a vendor's SUT for the whole run (the EMKS an EMSE registers with)."""
+        from conformance.engine.peers import harness_peers
+
+        self.profile.peers = self._stack.enter_context(harness_peers(self.profile))
+
     def close(self) -> None:
         self._stack.close()
 
@@ -99,6 +105,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is not None and session.config.getoption("--best-reference"):
         state.start_reference(session.config.getoption("--best-fault"))
+    elif state is not None:
+        state.start_peers()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -279,3 +279,31 @@ class DtlsPskServer:
         if reply:
             buffer.write(reply)
             _flush(buffer, send)
+
+
+IANA_SUITES = {"TLS_PSK_WITH_AES_128_CCM_8": 0xC0A8, "TLS_PSK_WITH_AES_128_CBC_SHA": 0x008C}
+DTLS_1_0 = 0xFEFF
+
+
+def probe_version(sock: Any, peer: Address, version: int = DTLS_1_0, *, timeout: float = 2.0) -> str:
+    """Offer only `version` (default DTLS 1.0) in a hand-built ClientHello, answering a cookie request once.
+    'accepted' if the server hello selects that version; otherwise what it did: 'alert', 'silence', or
+    'other version'."""
+    from conformance.dtls.records import client_hello, hello_answer
+
+    suites = list(IANA_SUITES.values())
+    sock.sendto(client_hello(version, suites), peer)
+    for attempt in range(2):
+        sock.settimeout(timeout)
+        try:
+            data, _ = sock.recvfrom(MAX_DATAGRAM)
+        except TimeoutError:
+            return "silence"
+        kind, value = hello_answer(data)
+        if kind == "cookie" and attempt == 0 and isinstance(value, bytes):
+            sock.sendto(client_hello(version, suites, cookie=value, message_seq=1), peer)
+            continue
+        if kind == "server_hello":
+            return "accepted" if value == version else "other version"
+        return "alert" if kind == "alert" else "silence"
+    return "silence"

@@ -13,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from pathlib import Path
+
+from conformance.capture.reader import udp_datagrams
 
 CONTENT_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data"}
 HANDSHAKE_TYPES = {
@@ -198,3 +201,51 @@ def key_log_line(datagrams: list[tuple[str, bytes]], psk: bytes) -> str:
     else:
         master = _prf(premaster, b"master secret", client_random + server_random, 48)
     return f"CLIENT_RANDOM {client_random.hex()} {master.hex()}"
+
+
+def read_dtls_trace(path: str | Path, port: int | None = None) -> list[dict[str, object]]:
+    """Every UDP datagram of a capture (to or from `port` if given) as DTLS, in the trace's common form."""
+    return [
+        {"frame": n, "time": t, "src": f"{src[0]}:{src[1]}", "dst": f"{dst[0]}:{dst[1]}", **describe_datagram(data)}
+        for n, t, src, dst, data in udp_datagrams(path, port)
+    ]
+
+
+def client_hello(version: int, suites: list[int], cookie: bytes = b"", message_seq: int = 0) -> bytes:
+    """One DTLS record holding a ClientHello offering `version` only, no extensions: a probe, so it is built
+    here rather than by a DTLS library that would not offer an obsolete version at all."""
+    import os
+
+    body = (
+        version.to_bytes(2, "big")
+        + os.urandom(32)
+        + b"\x00"
+        + bytes([len(cookie)])
+        + cookie
+        + (2 * len(suites)).to_bytes(2, "big")
+        + b"".join(s.to_bytes(2, "big") for s in suites)
+        + b"\x01\x00"
+    )
+    length = len(body).to_bytes(3, "big")
+    handshake = b"\x01" + length + message_seq.to_bytes(2, "big") + bytes(3) + length + body
+    return (
+        bytes([22])
+        + version.to_bytes(2, "big")
+        + bytes(2)
+        + message_seq.to_bytes(6, "big")
+        + (len(handshake).to_bytes(2, "big") + handshake)
+    )
+
+
+def hello_answer(datagram: bytes) -> tuple[str, bytes | int | None]:
+    """What a server answered a ClientHello with: ('cookie', cookie), ('server_hello', version),
+    ('alert', description) or ('other', None)."""
+    for record in parse_records(datagram)[0]:
+        for msg_type, _length, _seq, _offset, body in handshake_fragments(record):
+            if msg_type == 3 and len(body) >= 3:
+                return "cookie", body[3 : 3 + body[2]]
+            if msg_type == 2 and len(body) >= 2:
+                return "server_hello", int.from_bytes(body[:2], "big")
+        if record.content_type == 21 and len(record.fragment) == 2:
+            return "alert", record.fragment[1]
+    return "other", None

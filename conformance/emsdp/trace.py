@@ -13,12 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.capture.reader import udp_datagrams
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.layers import EmsdpPacket
-
-
-class TraceError(ValueError):
-    """The file cannot be read as a capture."""
 
 
 @dataclass(frozen=True)
@@ -44,33 +41,17 @@ def read_trace(
     path: str | Path, codec: Codec, default_scheme: int | None = None, port: int | None = None
 ) -> Iterator[TracedMessage]:
     """The EMSDP datagrams of a pcap/pcapng file (UDP to or from `port`, default the binding's), in order."""
-    from scapy.error import Scapy_Exception
-    from scapy.layers.inet import UDP
-    from scapy.layers.inet6 import IPv6  # noqa: F401  (registers IPv6 so its UDP is dissected)
-    from scapy.utils import PcapReader
-
     layout = codec.layout
     start = layout.default_scheme if default_scheme is None else default_scheme
     flows: dict[frozenset[tuple[str, int]], int] = {}
-    try:
-        reader = PcapReader(str(path))
-    except (OSError, Scapy_Exception) as exc:
-        raise TraceError(f"{path}: cannot read as pcap or pcapng: {exc}") from None
-    with reader:
-        for number, frame in enumerate(reader, 1):
-            udp = frame.getlayer(UDP)
-            if udp is None or (port or layout.udp_port) not in (udp.sport, udp.dport):
-                continue
-            ip = udp.underlayer
-            src, dst = (str(ip.src), udp.sport), (str(ip.dst), udp.dport)
-            payload = bytes(udp)[8 : udp.len] if udp.len else bytes(udp.payload)  # drop Ethernet padding
-            flow = frozenset((src, dst))
-            scheme = flows.get(flow, start)
-            packet = codec.decode(payload, scheme)
-            learned = _negotiated_scheme(codec, packet)
-            if learned is not None:
-                flows[flow] = learned
-            yield TracedMessage(number, float(frame.time), src, dst, scheme, packet)
+    for number, when, src, dst, payload in udp_datagrams(path, port or layout.udp_port):
+        flow = frozenset((src, dst))
+        scheme = flows.get(flow, start)
+        packet = codec.decode(payload, scheme)
+        learned = _negotiated_scheme(codec, packet)
+        if learned is not None:
+            flows[flow] = learned
+        yield TracedMessage(number, when, src, dst, scheme, packet)
 
 
 def _negotiated_scheme(codec: Codec, packet: EmsdpPacket) -> int | None:

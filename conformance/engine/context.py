@@ -10,6 +10,7 @@ from typing import Any
 from conformance.capture.tap import PcapTap
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.layers import EmsdpPacket
+from conformance.emsdp.trace import read_trace
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.profile import LoadedProfile
 from conformance.roles.eas import Eas
@@ -35,6 +36,9 @@ class Context:
         self.last: dict[str, EmsdpPacket | None] = {}  # the last message each UE received
         self.saved: dict[str, Any] = {}
         self.started = time.time()
+        self.peers = profile.peers  # the harness's EMKS and the SUT's triggers, for an EMSE under test
+        self.key_log: list[str] = []  # NSS key-log lines of the DTLS sessions the harness's UEs completed
+        self.cleanups: list[Any] = []  # undo what a case changed in run-wide peers (e.g. a rogue certificate)
 
     # ---- roles -------------------------------------------------------------------------------------
 
@@ -95,7 +99,30 @@ class Context:
         pair = self.certs.client(identity if certificate == "own" else certificate)
         return self.certs.ca, pair.cert, pair.key, (server.cert, server.key)
 
+    @property
+    def keylog_path(self) -> Path:
+        """keylogs/<case>.keys beside pcaps/<case>.pcap: Wireshark decrypts the case's DTLS with it."""
+        return self.pcap.parent.parent / "keylogs" / f"{self.pcap.stem}.keys"
+
+    def trace(self) -> list[dict[str, Any]]:
+        """The decoded exchange of the case: EMSDP messages, or for an EMSE the DTLS datagrams and the
+        key-server requests the SUT made, in time order."""
+        if self.profile.sut.kind != "emse":
+            port = self.profile.hse_endpoint[1]
+            return [m.to_dict(self.codec) for m in read_trace(self.pcap, self.codec, port=port)]
+        from conformance.dtls.records import read_dtls_trace
+
+        items = read_dtls_trace(self.pcap)
+        if self.peers is not None and self.peers.emks is not None:
+            items += [{"key_server": e.to_dict(), "time": e.time} for e in self.peers.emks.log.since(self.started)]
+        return sorted(items, key=lambda item: item.get("time", 0))
+
     def close(self) -> None:
+        for cleanup in reversed(self.cleanups):
+            cleanup()
+        if self.key_log:
+            self.keylog_path.parent.mkdir(parents=True, exist_ok=True)
+            self.keylog_path.write_text("".join(line + "\n" for line in self.key_log), encoding="ascii")
         for ue in self.ues.values():
             ue.close()
         for eas in self.eases.values():

@@ -1,4 +1,5 @@
-"""Running against an embedded reference SUT: start it on free ports, point a profile at it, share its CA."""
+"""Running against an embedded reference SUT: start it on free ports, point a profile at it, share its CA.
+An EMSE needs the harness's EMKS first; the yielded profile carries it (`peers`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from conformance.engine.peers import harness_peers
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.profile import LoadedProfile, load_profile
-from conformance.reference.services import ReferenceEmksService, ReferenceHseService
+from conformance.reference.services import ReferenceEmksService, ReferenceEmseService, ReferenceHseService
 
 
 @contextlib.contextmanager
@@ -27,11 +29,25 @@ def embedded_reference(
             certs = CertificateDirectory(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "certs")
         data: dict[str, Any] = profile.profile.model_dump(mode="json", exclude_none=True)
         data["reference"]["faults"] = sorted(set(data["reference"].get("faults", [])) | faults)
+        peers = None
         if profile.sut.kind == "hse":
             service = stack.enter_context(ReferenceHseService(load_profile(data), udp_port=0, rest_port=0, certs=certs))
             data.setdefault("endpoints", {})["hse"] = {"host": service.hse.address[0], "port": service.hse.address[1]}
-        else:
+            data["endpoints"]["key_server"] = service.keyserver.url
+        elif profile.sut.kind == "emks":
             service = stack.enter_context(ReferenceEmksService(load_profile(data), rest_port=0, certs=certs))
-        data.setdefault("endpoints", {})["key_server"] = service.keyserver.url
+            data.setdefault("endpoints", {})["key_server"] = service.keyserver.url
+        else:  # an EMSE registers with the harness's EMKS, which must be up first
+            data.setdefault("endpoints", {})["key_server"] = "https://127.0.0.1:0"
+            peers = stack.enter_context(harness_peers(load_profile(data), certs))
+            assert peers.emks is not None
+            emse = stack.enter_context(
+                ReferenceEmseService(load_profile(data), peers.emks.url, dtls_port=0, certs=certs)
+            )
+            data["endpoints"]["key_server"] = peers.emks.url
+            data["endpoints"]["emse"] = {"host": emse.address[0], "port": emse.address[1]}
+            peers.triggers = {"register": emse.emse.register, "deregister": emse.emse.deregister}
         data["reference"]["faults"] = []  # the harness's copy describes the SUT, not how to break it
-        yield load_profile(data), certs
+        embedded = load_profile(data)
+        embedded.peers = peers
+        yield embedded, certs

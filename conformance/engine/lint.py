@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from conformance.engine.emse_verbs import DTLS_ACTIONS, DTLS_EXPECT, DTLS_OPTIONS, EMKS_ACTIONS, EXCHANGE_CHECKS
 from conformance.engine.matchers import KEY_SPEC_FIELDS, MATCHERS
 from conformance.engine.model import Case, LintReport, Step, load_cases
 from conformance.engine.verbs import EAS_ACTIONS, EAS_OPTIONS, RAW_BODIES, VERBS
@@ -44,15 +45,18 @@ def lint_cases(cases: Iterable[Case], report: LintReport, ledger: Ledger | None 
                     f"case {case.id}: unknown verb {step.verb!r}; known: {', '.join(sorted(VERBS))}",
                 )
                 continue
+            known_checks = EXCHANGE_CHECKS if step.verb == "emks" else MATCHERS
             for name in step.args.get("check") or {}:
-                if name not in MATCHERS:
+                if name not in known_checks:
                     report.add(
                         case.path,
                         step.line,
-                        f"case {case.id}: unknown matcher {name!r}; known: {', '.join(sorted(MATCHERS))}",
+                        f"case {case.id}: unknown matcher {name!r}; known: {', '.join(sorted(known_checks))}",
                     )
             if step.verb == "expect" and step.args.get("_value") in REACTIONS:
                 reacts = True
+            if step.verb in ("emks", "dtls"):
+                reacts |= _lint_emse_step(case, step, report)
             if step.verb == "eas":
                 _lint_eas(case, step, report)
                 options = step.args.get("with") or {}
@@ -66,8 +70,29 @@ def lint_cases(cases: Iterable[Case], report: LintReport, ledger: Ledger | None 
                 case.path,
                 case.line,
                 f"case {case.id}: a negative case must expect the SUT's reaction "
-                "(expect: message_reject or silence, or an EAS status)",
+                "(expect: message_reject or silence, an EAS status, a refused DTLS handshake or no key request)",
             )
+
+
+def _lint_emse_step(case: Case, step: Step, report: LintReport) -> bool:
+    """An emks step names a known action, a dtls step known options and outcome; True if the step states
+    how the SUT must react (a refused handshake, no key request)."""
+    options = step.args.get("with") or {}
+    if step.verb == "emks":
+        if step.args.get("_value") not in EMKS_ACTIONS:
+            report.add(case.path, step.line, f"case {case.id}: unknown emks action; known: {', '.join(EMKS_ACTIONS)}")
+        return step.args.get("_value") in ("no_key_request", "no_deleted_session")
+    if step.args.get("_value") not in DTLS_ACTIONS:
+        report.add(case.path, step.line, f"case {case.id}: unknown dtls action; known: {', '.join(DTLS_ACTIONS)}")
+    if step.args.get("_value") == "offer_dtls_1_0":
+        return True
+    for name in sorted(set(options) - set(DTLS_OPTIONS)):
+        report.add(
+            case.path, step.line, f"case {case.id}: unknown dtls option {name!r}; known: {', '.join(DTLS_OPTIONS)}"
+        )
+    if options.get("expect", "established") not in DTLS_EXPECT:
+        report.add(case.path, step.line, f"case {case.id}: dtls expect must be one of {', '.join(DTLS_EXPECT)}")
+    return options.get("expect") == "refused"
 
 
 def _lint_requirements(case: Case, ledger: Ledger, report: LintReport) -> None:

@@ -183,12 +183,33 @@ KEY_SPEC_FIELDS = ("provisioned", "expect", "key_id")  # the mapping form of `ke
 
 
 def provisioned_key(ctx: Any, spec: dict[str, Any], emse_id: str) -> tuple[str, bytes, bytes | None]:
-    """(UE id, key id, e2m_key or None) of one AKA run the EMKS was provisioned with: `provisioned` indexes
-    the first PIXIT subscriber's `rands` (oldest first, negative from the end, -1 the newest). The harness
-    derives the key itself (seed 002 6.x.2.1): MILENAGE f3/f4 on K/OPc give CK and IK for that RAND,
-    e2m_int_key = KDF(CK||IK, string), e2m_key = KDF(e2m_int_key, EMSE_Id); the key id by the binding's scheme.
+    """(UE id, key id, e2m_key or None) of one AKA run the EMKS was provisioned with (`provisioned_run`).
     `expect: unknown` wants a run older than the `rest.past_keys_kept` newest ones (key None); a run outside
     the window the case needs is not applicable. `key_id: flipped | <hex>` asks under another key id (key None)."""
+    from conformance.engine.context import NotApplicable
+
+    ue_id, key_id, key, kept = provisioned_run(ctx, int(spec["provisioned"]), emse_id)
+    unknown = spec.get("expect") == "unknown"
+    if kept == unknown:
+        raise NotApplicable(
+            f"AKA run {spec['provisioned']} of {len(ctx.profile.pixit.subscribers[0].rands)} is "
+            f"{'within' if kept else 'beyond'} the {ctx.binding['rest.past_keys_kept']} kept (rest.past_keys_kept)"
+        )
+    expected: bytes | None = None if unknown else key
+    other = spec.get("key_id")
+    if other == "flipped":
+        key_id, expected = bytes(b ^ 0xFF for b in key_id), None
+    elif other is not None:
+        key_id, expected = bytes.fromhex(str(other)), None
+    return ue_id, key_id, expected
+
+
+def provisioned_run(ctx: Any, index: int, emse_id: str) -> tuple[str, bytes, bytes, bool]:
+    """(UE id, key id, e2m_key, kept by the EMKS) of one AKA run of the first PIXIT subscriber: `index` into
+    its `rands` (oldest first, negative from the end, -1 the newest). The harness derives the key itself
+    (seed 002 6.x.2.1): MILENAGE f3/f4 on K/OPc give CK and IK for that RAND, e2m_int_key = KDF(CK||IK,
+    string), e2m_key = KDF(e2m_int_key, EMSE_Id); the key id by the binding's scheme. Kept: within the
+    `rest.past_keys_kept` newest runs."""
     from conformance.crypto.keys import KeyHierarchy
     from conformance.crypto.milenage import Milenage, compute_opc
     from conformance.engine.context import NotApplicable
@@ -196,17 +217,9 @@ def provisioned_key(ctx: Any, spec: dict[str, Any], emse_id: str) -> tuple[str, 
     binding = ctx.binding
     subscriber = ctx.profile.pixit.subscribers[0]
     rands = subscriber.rands
-    index = int(spec["provisioned"])
     if not -len(rands) <= index < len(rands):
         raise NotApplicable(f"the case needs provisioned AKA run {index}; pixit.subscribers[0].rands has {len(rands)}")
     position = index % len(rands)
-    kept = position >= len(rands) - binding["rest.past_keys_kept"]
-    unknown = spec.get("expect") == "unknown"
-    if kept == unknown:
-        raise NotApplicable(
-            f"AKA run {index} of {len(rands)} is {'within' if kept else 'beyond'} the "
-            f"{binding['rest.past_keys_kept']} kept (rest.past_keys_kept)"
-        )
     rand = rands[position]
     _res, ck, ik, _ak = Milenage(subscriber.k, subscriber.opc or compute_opc(subscriber.k, subscriber.op)).f2345(rand)
     hierarchy = KeyHierarchy.from_binding(binding)
@@ -215,13 +228,8 @@ def provisioned_key(ctx: Any, spec: dict[str, Any], emse_id: str) -> tuple[str, 
     if "e2m_key" not in derived:
         raise Inconclusive(f"the harness cannot derive e2m_key from this binding: {skipped.get('e2m_key')}")
     key_id = key_id_for(ctx, rand, {name: d.value for name, d in derived.items()})
-    expected: bytes | None = None if unknown else derived["e2m_key"].value
-    other = spec.get("key_id")
-    if other == "flipped":
-        key_id, expected = bytes(b ^ 0xFF for b in key_id), None
-    elif other is not None:
-        key_id, expected = bytes.fromhex(str(other)), None
-    return subscriber.imsi, key_id, expected
+    kept = position >= len(rands) - binding["rest.past_keys_kept"]
+    return subscriber.imsi, key_id, derived["e2m_key"].value, kept
 
 
 def key_check(

@@ -461,3 +461,6 @@ def _eas_session(ctx: Context, identity: str | None = None, options: dict[str, A
     if session is None:
         raise Inconclusive(f"{owner or 'the EAS'} is not registered")
     return session
+
+
+from conformance.engine import emse_verbs  # noqa: E402,F401  (registers the verbs for an EMSE under test)

@@ -40,16 +40,23 @@ def server_ssl_context(
     cert: Path | str,
     key: Path | str,
     faults: Iterable[str] = (),
+    observe_clients: bool = False,
 ) -> ssl.SSLContext:
     """The server side of mutual TLS: no version below `tls.min_version`; client certificates from `ca`
-    required (`tls.client_certificate_required`) unless fault `client_cert_not_required` makes them optional."""
+    required (`tls.client_certificate_required`) unless fault `client_cert_not_required` makes them optional.
+    `observe_clients` (the harness's key server facing a client under test) accepts a client without a
+    certificate so that the request can be recorded as evidence; the app then refuses it (no identity)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = minimum_tls_version(binding)
     context.load_cert_chain(str(cert), str(key))
     context.load_verify_locations(cafile=str(ca))
     required = binding["tls.client_certificate_required"] and "client_cert_not_required" not in set(faults)
+    required = required and not observe_clients
     context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
     return context
+
+
+TLS_VERSION_CODES = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}  # ASGI TLS extension
 
 
 class PeerCertProtocol(H11Protocol):
@@ -61,7 +68,8 @@ class PeerCertProtocol(H11Protocol):
         if ssl_object is not None:
             der = ssl_object.getpeercert(binary_form=True)
             chain = [ssl.DER_cert_to_PEM_cert(der)] if der else []
-            self.app = _with_scope_extension(self.app, "tls", {"client_cert_chain": chain})
+            version = TLS_VERSION_CODES.get(ssl_object.version() or "")
+            self.app = _with_scope_extension(self.app, "tls", {"client_cert_chain": chain, "tls_version": version})
 
 
 def _with_scope_extension(app: ASGIApp, name: str, value: dict[str, Any]) -> ASGIApp:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Fault:
     name: str
-    component: str  # hse | keyserver
+    component: str  # hse | keyserver | emse
     layer: str  # codec | protocol | crypto | keyserver
     description: str  # what the faulty SUT does, and what a checker sees on the wire
 
@@ -53,6 +53,39 @@ CATALOGUE: tuple[Fault, ...] = (
     Fault("past_keys_not_kept", "keyserver", "keyserver", "only the newest key per UE is kept"),
     Fault("xml_entities_expanded", "keyserver", "keyserver", "XML bodies are parsed with entity expansion"),
     Fault("session_not_deleted", "keyserver", "keyserver", "DELETE answers success but the session stays usable"),
+    # -- EMSE (the key server's client, and the DTLS-PSK server towards the UE) ---------------------------
+    Fault(
+        "emse_server_cert_not_checked",
+        "emse",
+        "keyserver",
+        "the EMSE talks to a key server whose certificate no trusted CA issued",
+    ),
+    Fault("emse_no_client_cert", "emse", "keyserver", "the EMSE connects to the key server without a certificate"),
+    Fault(
+        "emse_registers_wrong_id",
+        "emse",
+        "keyserver",
+        "the registration names an id other than the EMSE_Id of the EMSE's certificate",
+    ),
+    Fault(
+        "emse_key_cached",
+        "emse",
+        "protocol",
+        "the first e2m_key fetched for a UE is reused whatever key identifier the UE names later",
+    ),
+    Fault(
+        "emse_any_psk_identity",
+        "emse",
+        "crypto",
+        "when no key is found for a PSK identity, the last key fetched is used instead of refusing",
+    ),
+    Fault("emse_never_deregisters", "emse", "protocol", "deregistration is never sent"),
+    Fault(
+        "emse_uses_deleted_session",
+        "emse",
+        "protocol",
+        "after deregistering, keys are still requested under the deleted session id",
+    ),
 )
 
 BY_NAME = {f.name: f for f in CATALOGUE}

@@ -1,5 +1,6 @@
-"""The reference SUTs as whole services: the HSE (EMSDP over UDP and its EAS-facing key server over HTTPS)
-and the EMKS (key server only), each with certificates generated on first use.
+"""The reference SUTs as whole services: the HSE (EMSDP over UDP and its EAS-facing key server over HTTPS),
+the EMKS (key server only) and the EMSE (key client and DTLS-PSK server), with certificates generated on first
+use.
 
 Certificates live in the user's cache directory (one CA per reference SUT), never in the repository; the
 harness's roles take their client certificates from the same directory, so both ends trust each other.
@@ -35,6 +36,17 @@ def key_server_port(profile: LoadedProfile, port: int | None) -> int:
 
 def certificates(profile: LoadedProfile) -> CertificateDirectory:
     return CertificateDirectory(name=f"reference-{profile.sut.kind}")
+
+
+def provisioned_store(profile: LoadedProfile, faults: frozenset[str] = frozenset()) -> EmksStore:
+    """An EMKS store holding, for every PIXIT subscriber and RAND listed, the e2m_int_key of that AKA run
+    (from K and OPc), oldest first, as the HSS would push them (seed 002)."""
+    store = EmksStore(profile.binding, faults=faults)
+    for subscriber in profile.pixit.subscribers:
+        opc = subscriber.opc or compute_opc(subscriber.k, subscriber.op)
+        for rand in subscriber.rands:
+            store.provision_from_aka(subscriber.imsi, subscriber.k, opc, rand)
+    return store
 
 
 class ReferenceHseService:
@@ -99,11 +111,7 @@ class ReferenceEmksService:
         keyserver_faults = _split(faults | parse_faults(profile.reference.faults))[1]
         self.certs = certs or certificates(profile)
         binding = profile.binding
-        self.store = EmksStore(binding, faults=keyserver_faults)
-        for subscriber in profile.pixit.subscribers:
-            opc = subscriber.opc or compute_opc(subscriber.k, subscriber.op)
-            for rand in subscriber.rands:
-                self.store.provision_from_aka(subscriber.imsi, subscriber.k, opc, rand)
+        self.store = provisioned_store(profile, keyserver_faults)
         push = self.certs.client("reference-emks")
         self.app = create_app(
             binding,
@@ -124,3 +132,44 @@ class ReferenceEmksService:
 
     def __exit__(self, *exc: object) -> None:
         self.keyserver.stop()
+
+
+class ReferenceEmseService:
+    """The reference EMSE, registered with the EMKS at `key_server_url` (client certificate for pixit.emse_id
+    from `certs`, trusting `certs.ca`), serving DTLS-PSK on the profile's EMSE endpoint (or `dtls_port`).
+    `register` / `deregister` are its lifecycle triggers."""
+
+    def __init__(
+        self,
+        profile: LoadedProfile,
+        key_server_url: str,
+        faults: frozenset[str] = frozenset(),
+        *,
+        dtls_port: int | None = None,
+        certs: CertificateDirectory | None = None,
+    ):
+        from conformance.reference.emse import ReferenceEmse
+
+        self.certs = certs or certificates(profile)
+        own = self.certs.client(profile.pixit.emse_id)
+        host, port = profile.emse_endpoint
+        self.emse = ReferenceEmse(
+            profile.binding,
+            profile.pixit.emse_id,
+            key_server_url,
+            ca=self.certs.ca,
+            cert=own.cert,
+            key=own.key,
+            faults=faults | parse_faults(profile.reference.faults, "emse"),
+            host=host,
+            port=port if dtls_port is None else dtls_port,
+        )
+        self.address = self.emse.address
+
+    def __enter__(self) -> ReferenceEmseService:
+        self.emse.start()
+        self.emse.register()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.emse.close()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("mbedtls", reason="python-mbedtls has wheels for CPython 3.11 and 3.12 only")
+
 from conformance.binding import load_binding
 from conformance.capture.tap import PcapTap, TappedUdpSocket
 from conformance.dtls.psk import DtlsPskClient, DtlsPskServer, parse_psk_identity, psk_identity
@@ -134,3 +136,34 @@ def test_tshark_decrypts_the_capture_with_the_computed_key_log(server, tmp_path)
     wrong = tmp_path / "wrong.keys"
     wrong.write_text(session.key_log[:-2] + ("00" if not session.key_log.endswith("00") else "11") + "\n")
     assert _tshark_finished_and_data(pcap, server.address[1], wrong) == (0, [])
+
+
+def test_the_dtls_1_0_probe_tells_refusal_from_acceptance(server):
+    """The reference refuses DTLS 1.0 (alert); the same hand-built hello for DTLS 1.2 is accepted, and a server
+    that answers DTLS 1.0 (a raw responder, after a cookie round) is reported as accepting it."""
+    import socket
+    import threading
+
+    from conformance.dtls.psk import DTLS_1_0, probe_version
+    from conformance.dtls.records import hello_answer, parse_records
+
+    assert probe_version(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), server.address) == "alert"
+    assert probe_version(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), server.address, 0xFEFD) == "accepted"
+
+    faulty = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    faulty.bind(("127.0.0.1", 0))
+
+    def answer_dtls_1_0() -> None:
+        for reply_type, body in ((3, b"\xfe\xff\x02ck"), (2, b"\xfe\xff" + bytes(32) + b"\x00\xc0\xa8\x00")):
+            data, peer = faulty.recvfrom(2048)
+            assert parse_records(data)[0][0].version == DTLS_1_0
+            length = len(body).to_bytes(3, "big")
+            message = bytes([reply_type]) + length + b"\x00\x00" + bytes(3) + length + body
+            faulty.sendto(b"\x16\xfe\xff" + bytes(8) + len(message).to_bytes(2, "big") + message, peer)
+
+    responder = threading.Thread(target=answer_dtls_1_0, daemon=True)
+    responder.start()
+    assert probe_version(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), faulty.getsockname()) == "accepted"
+    responder.join(5)
+    faulty.close()
+    assert hello_answer(b"") == ("other", None)

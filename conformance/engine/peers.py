@@ -1,0 +1,75 @@
+"""What the harness runs beside the SUT for a whole run, and the SUT's own triggers.
+
+An EMSE under test registers once, on its own initiative, with the EMKS it was configured with: that EMKS is
+the harness's (`HarnessEmks`), it must be up before the SUT starts, and it lives as long as the run so that
+every case sees the same registration. Triggers make the SUT register or deregister when a case needs it:
+shell commands from the PIXIT for a vendor's SUT, methods of the embedded reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from conformance.keyserver.certs import CertificateDirectory
+from conformance.profile import LoadedProfile
+from conformance.roles.emks import HarnessEmks
+
+
+class TriggerFailed(RuntimeError):
+    """A PIXIT trigger command failed or took too long."""
+
+
+@dataclass
+class Peers:
+    emks: HarnessEmks | None = None
+    triggers: dict[str, Callable[[], None]] = field(default_factory=dict)
+
+
+def shell_trigger(command: str, timeout: float) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TriggerFailed(f"trigger {shlex.quote(command)} ran over {timeout}s") from None
+        if done.returncode:
+            raise TriggerFailed(f"trigger {shlex.quote(command)} exited {done.returncode}: {done.stderr.strip()[:300]}")
+
+    return run
+
+
+@contextlib.contextmanager
+def harness_peers(profile: LoadedProfile, certs: CertificateDirectory | None = None) -> Iterator[Peers]:
+    """The peers a run needs for this SUT kind (none but for an EMSE). The harness EMKS listens where
+    `endpoints.key_server` says (free port if none) with the profile's `tls` files, else with `certs`."""
+    if profile.sut.kind != "emse":
+        yield Peers()
+        return
+    from conformance.reference.services import provisioned_store
+
+    tls = profile.tls
+    if tls.ca and tls.cert and tls.key:
+        ca, cert, key = Path(tls.ca), Path(tls.cert), Path(tls.key)
+    else:
+        certs = certs or CertificateDirectory(name=f"reference-{profile.sut.kind}")  # as `serve emse` uses
+        server = certs.server()
+        ca, cert, key = certs.ca, server.cert, server.key
+    parts = urlsplit(profile.endpoints.key_server or "https://127.0.0.1:0")
+    emks = HarnessEmks(
+        profile.binding,
+        provisioned_store(profile),
+        ca=ca,
+        cert=cert,
+        key=key,
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 0,
+    )
+    timeout = profile.pixit.registration_timeout
+    triggers = {name: shell_trigger(command, timeout) for name, command in profile.pixit.triggers.items()}
+    with emks:
+        yield Peers(emks, triggers)
