@@ -129,6 +129,7 @@ class Pics(Strict):
     terminate_from_hse: bool = True
     eas_interface: bool = True
     deregistration: bool = True  # an EMSE deregisters from its EMKS (optional in seed 002 6.x.2.2.2.3)
+    subscription: bool = True  # a key server pushes new keys to subscribed clients (FFS in seed 002 6.x.2.2.2)
 
 
 class Pixit(Strict):
@@ -141,8 +142,11 @@ class Pixit(Strict):
     emse_id: str = "emse-1"
     reply_timeout: float = Field(2.0, gt=0)
     registration_timeout: float = Field(10.0, gt=0, description="how long an EMSE may take to (re)register")
-    triggers: dict[Literal["register", "deregister"], str] = Field(
-        {}, description="shell commands that make the SUT register or deregister (cases needing one are N/A without)"
+    triggers: dict[Literal["register", "deregister", "provision"], str] = Field(
+        {},
+        description="shell commands that make the SUT act: an EMSE register or deregister; an EMKS take a new "
+        "AKA run's key ({ue_id}, {rand}, {key_id}, {e2m_int_key} in hex are filled in). Cases needing a trigger "
+        "the PIXIT lacks are not applicable",
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conformance.engine.peers import harness_peers
+from conformance.engine.peers import Peers, harness_peers
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.profile import LoadedProfile, load_profile
 from conformance.reference.services import ReferenceEmksService, ReferenceEmseService, ReferenceHseService
@@ -37,6 +37,7 @@ def embedded_reference(
         elif profile.sut.kind == "emks":
             service = stack.enter_context(ReferenceEmksService(load_profile(data), rest_port=0, certs=certs))
             data.setdefault("endpoints", {})["key_server"] = service.keyserver.url
+            peers = Peers(None, {"provision": service.provision})
         else:  # an EMSE registers with the harness's EMKS, which must be up first
             data.setdefault("endpoints", {})["key_server"] = "https://127.0.0.1:0"
             peers = stack.enter_context(harness_peers(load_profile(data), certs))

@@ -7,12 +7,13 @@ Checks on what the SUT sent to the harness's EMKS are named under `check:` (see 
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
 from conformance.capture.tap import TappedUdpSocket
 from conformance.engine.context import Context, NotApplicable
-from conformance.engine.matchers import provisioned_run
+from conformance.engine.matchers import e2m_keys, provisioned_run
 from conformance.engine.results import CheckFailed, Inconclusive
 from conformance.engine.verbs import verb
 from conformance.keyserver.client import minimum_tls_version
@@ -184,14 +185,24 @@ def emks(ctx: Context, args: dict[str, Any]) -> None:
 
 @verb("trigger")
 def trigger(ctx: Context, args: dict[str, Any]) -> None:
-    """Make the SUT act on its own initiative: register or deregister (pixit.triggers; not applicable
-    without one)."""
+    """Make the SUT act on its own initiative (pixit.triggers; not applicable without the one named):
+    register or deregister (an EMSE); provision (an EMKS takes the keys of a new AKA run of the first PIXIT
+    subscriber, with a fresh RAND the harness draws and remembers for the key checks that follow)."""
     name = args["_value"]
     if ctx.peers is None or name not in ctx.peers.triggers:
         raise NotApplicable(f"the PIXIT gives no '{name}' trigger (pixit.triggers.{name})")
-    ctx.saved.setdefault("emks.session", _emks(ctx).live_session(ctx.profile.pixit.emse_id))
+    values: dict[str, str] = {}
+    if name == "provision":
+        rand = secrets.token_bytes(16)
+        keys = e2m_keys(ctx, rand, ctx.profile.pixit.emse_id)
+        ue_id = ctx.profile.pixit.subscribers[0].imsi
+        values = {"ue_id": ue_id, "rand": rand.hex(), "key_id": keys["key_id"].hex()}
+        values["e2m_int_key"] = keys["e2m_int_key"].hex()
+        ctx.saved["provisioned.rand"] = rand
+    elif ctx.peers.emks is not None:
+        ctx.saved.setdefault("emks.session", ctx.peers.emks.live_session(ctx.profile.pixit.emse_id))
     try:
-        ctx.peers.triggers[name]()
+        ctx.peers.triggers[name](**values)
     except Exception as exc:
         raise Inconclusive(f"trigger {name} failed: {exc}") from None
 

@@ -210,26 +210,32 @@ def provisioned_run(ctx: Any, index: int, emse_id: str) -> tuple[str, bytes, byt
     (seed 002 6.x.2.1): MILENAGE f3/f4 on K/OPc give CK and IK for that RAND, e2m_int_key = KDF(CK||IK,
     string), e2m_key = KDF(e2m_int_key, EMSE_Id); the key id by the binding's scheme. Kept: within the
     `rest.past_keys_kept` newest runs."""
-    from conformance.crypto.keys import KeyHierarchy
-    from conformance.crypto.milenage import Milenage, compute_opc
     from conformance.engine.context import NotApplicable
 
-    binding = ctx.binding
     subscriber = ctx.profile.pixit.subscribers[0]
     rands = subscriber.rands
     if not -len(rands) <= index < len(rands):
         raise NotApplicable(f"the case needs provisioned AKA run {index}; pixit.subscribers[0].rands has {len(rands)}")
     position = index % len(rands)
-    rand = rands[position]
+    keys = e2m_keys(ctx, rands[position], emse_id)
+    kept = position >= len(rands) - ctx.binding["rest.past_keys_kept"]
+    return subscriber.imsi, keys["key_id"], keys["e2m_key"], kept
+
+
+def e2m_keys(ctx: Any, rand: bytes, emse_id: str) -> dict[str, bytes]:
+    """key_id, e2m_int_key and e2m_key of the first PIXIT subscriber's AKA run with this RAND, for one EMSE."""
+    from conformance.crypto.keys import KeyHierarchy
+    from conformance.crypto.milenage import Milenage, compute_opc
+
+    subscriber = ctx.profile.pixit.subscribers[0]
     _res, ck, ik, _ak = Milenage(subscriber.k, subscriber.opc or compute_opc(subscriber.k, subscriber.op)).f2345(rand)
-    hierarchy = KeyHierarchy.from_binding(binding)
+    hierarchy = KeyHierarchy.from_binding(ctx.binding)
     agreement = "umts" if "umts" in hierarchy.root_by_key_agreement else next(iter(hierarchy.root_by_key_agreement))
     derived, skipped = hierarchy.derive_all(ck=ck, ik=ik, key_agreement=agreement, inputs={"emse_id": emse_id.encode()})
     if "e2m_key" not in derived:
         raise Inconclusive(f"the harness cannot derive e2m_key from this binding: {skipped.get('e2m_key')}")
-    key_id = key_id_for(ctx, rand, {name: d.value for name, d in derived.items()})
-    kept = position >= len(rands) - binding["rest.past_keys_kept"]
-    return subscriber.imsi, key_id, derived["e2m_key"].value, kept
+    values = {name: d.value for name, d in derived.items()}
+    return {"key_id": key_id_for(ctx, rand, values), "e2m_int_key": values["e2m_int_key"], "e2m_key": values["e2m_key"]}
 
 
 def key_check(
@@ -254,6 +260,12 @@ def key_check(
         raise Inconclusive("the EAS is not registered")
     if isinstance(which, dict):
         ue_id, key_id, expected = provisioned_key(ctx, which, identity)
+    elif which == "provisioned_new":  # the AKA run the provision trigger made in this case
+        rand = ctx.saved.get("provisioned.rand")
+        if rand is None:
+            raise Inconclusive("no AKA run was provisioned in this case (trigger: provision)")
+        keys = e2m_keys(ctx, rand, identity)
+        ue_id, key_id, expected = ctx.profile.pixit.subscribers[0].imsi, keys["key_id"], keys["e2m_key"]
     else:
         ue = ctx.ue()
         if ue.session is None:

@@ -28,13 +28,16 @@ class TriggerFailed(RuntimeError):
 @dataclass
 class Peers:
     emks: HarnessEmks | None = None
-    triggers: dict[str, Callable[[], None]] = field(default_factory=dict)
+    triggers: dict[str, Callable[..., None]] = field(default_factory=dict)
 
 
-def shell_trigger(command: str, timeout: float) -> Callable[[], None]:
-    def run() -> None:
+def shell_trigger(command: str, timeout: float) -> Callable[..., None]:
+    """The PIXIT's command as a trigger; named values (e.g. {rand}) are filled in, shell-quoted."""
+
+    def run(**values: str) -> None:
+        filled = command.format(**{name: shlex.quote(value) for name, value in values.items()}) if values else command
         try:
-            done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(filled, shell=True, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise TriggerFailed(f"trigger {shlex.quote(command)} ran over {timeout}s") from None
         if done.returncode:
@@ -47,8 +50,12 @@ def shell_trigger(command: str, timeout: float) -> Callable[[], None]:
 def harness_peers(profile: LoadedProfile, certs: CertificateDirectory | None = None) -> Iterator[Peers]:
     """The peers a run needs for this SUT kind (none but for an EMSE). The harness EMKS listens where
     `endpoints.key_server` says (free port if none) with the profile's `tls` files, else with `certs`."""
+    triggers = {
+        name: shell_trigger(command, profile.pixit.registration_timeout)
+        for name, command in profile.pixit.triggers.items()
+    }
     if profile.sut.kind != "emse":
-        yield Peers()
+        yield Peers(None, triggers)
         return
     from conformance.reference.services import provisioned_store
 
@@ -69,7 +76,5 @@ def harness_peers(profile: LoadedProfile, certs: CertificateDirectory | None = N
         host=parts.hostname or "127.0.0.1",
         port=parts.port or 0,
     )
-    timeout = profile.pixit.registration_timeout
-    triggers = {name: shell_trigger(command, timeout) for name, command in profile.pixit.triggers.items()}
     with emks:
         yield Peers(emks, triggers)

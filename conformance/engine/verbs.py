@@ -9,7 +9,7 @@ from typing import Any
 
 from conformance.crypto.aka import AutnOutcome
 from conformance.engine.context import Context, NotApplicable
-from conformance.engine.matchers import key_check, key_id_for, run_checks
+from conformance.engine.matchers import e2m_keys, key_check, key_id_for, run_checks
 from conformance.engine.results import CheckFailed, Inconclusive
 from conformance.keyserver.client import KeyServerError
 from conformance.roles.ue import ProtocolError, tlv_values
@@ -273,8 +273,9 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
     expect_push, deregister, fetch_after_deregister, post_raw (a bad registration body, then the answer's
     status), old_tls (a TLS handshake capped at `version`, TLSv1 or TLSv1.1, must be refused).
     with: identity, certificate (own|none|foreign|<other identity>), session_of (use the session id this other
-    identity registered, or `unissued`), key (session | next | old | bogus from the UE's session; or, towards an EMKS,
-    {provisioned: N, expect: unknown, key_id: flipped|<hex>}: see the key_check matcher), ue_id, distinct,
+    identity registered, or `unissued`), key (session | next | old | bogus from the UE's session; or, towards an
+    EMKS, provisioned_new (the run the provision trigger made) or {provisioned: N, expect: unknown,
+    key_id: flipped|<hex>}: see the key_check matcher), ue_id, distinct,
     status (expected HTTP status list name from rest.status, for negative cases), body (register: dtd_entity,
     the client id comes from an internal DTD entity, which a key server must refuse rather than expand;
     post_raw: malformed | schema_invalid | entity_bomb | oversized | oversized_chunked | wrong_content_type)."""
@@ -310,7 +311,15 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
                 session = role.client.xml.parse_registration_answer(response.content)
                 ctx.saved["eas.session"] = ctx.saved[f"eas.session.{identity}"] = session
         elif action == "subscribe":
-            role.client.subscribe(_eas_session(ctx, identity, options), role.push_receiver())
+            session = _eas_session(ctx, identity, options)
+            if "status" not in options:
+                role.client.subscribe(session, role.push_receiver())
+                return
+            body = role.client.xml.subscription(role.push_receiver())
+            response = role.client.request("POST", role.client.path("subscription", session_id=session), content=body)
+            allowed = ctx.binding[f"rest.status.{options['status']}"]
+            if response.status_code not in allowed:
+                raise CheckFailed(f"the subscription answered {options['status']}", allowed, response.status_code)
         elif action in ("fetch_key", "fetch_after_deregister"):
             key_check(
                 ctx,
@@ -321,14 +330,7 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
                 identity=identity,
             )
         elif action == "expect_push":
-            try:
-                doc, _ = role.pushed.get(timeout=ctx.timeout)
-            except Exception:
-                raise CheckFailed("a pushed key", "a notification", "none within the reply timeout") from None
-            ue = ctx.ue()
-            expected_key = ue.session.keys["kint_eas_psk"] if ue.session else None
-            if doc.key != expected_key:
-                raise CheckFailed("the pushed key is the UE's KInt_EAS_PSK", expected_key, doc.key)
+            _expect_push(ctx, role, identity, options)
         elif action == "deregister":
             session = _eas_session(ctx, identity, options)
             response = role.client.request("DELETE", role.client.path("registration", session_id=session))
@@ -345,6 +347,33 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
         raise CheckFailed(f"EAS {action}", "a successful answer", f"HTTP {exc.status}: {exc.body!r}") from None
     except (TimeoutError, ConnectionError) as exc:
         raise CheckFailed(f"EAS {action}", "a TLS connection", str(exc)) from None
+
+
+def _expect_push(ctx: Context, role: Any, identity: str, options: dict[str, Any]) -> None:
+    """The next pushed key, sent over mutual TLS by a certified key server: towards an HSE, the UE's
+    KInt_EAS_PSK; towards an EMKS (key: provisioned_new), the e2m_key of the AKA run the provision trigger
+    just made, for this EMSE, under its UE identity and key identifier."""
+    try:
+        doc, pusher = role.pushed.get(timeout=ctx.timeout)
+    except Exception:
+        raise CheckFailed("a pushed key", "a notification", "none within the reply timeout") from None
+    if pusher is None:
+        raise CheckFailed("a push over mutual TLS", "the key server's client certificate", "no certificate")
+    if options.get("key") == "provisioned_new":
+        rand = ctx.saved.get("provisioned.rand")
+        if rand is None:
+            raise Inconclusive("no AKA run was provisioned in this case (trigger: provision)")
+        keys = e2m_keys(ctx, rand, identity)
+        expected = {"ue_id": ctx.profile.pixit.subscribers[0].imsi, "key_id": keys["key_id"].hex()}
+        expected["key"] = keys["e2m_key"].hex()
+        pushed = {"ue_id": doc.ue_id, "key_id": doc.key_id.hex(), "key": doc.key.hex()}
+        if pushed != expected:
+            raise CheckFailed("the pushed key is the new run's e2m_key", expected, pushed)
+        return
+    ue = ctx.ue()
+    expected_key = ue.session.keys["kint_eas_psk"] if ue.session else None
+    if doc.key != expected_key:
+        raise CheckFailed("the pushed key is the UE's KInt_EAS_PSK", expected_key, doc.key)
 
 
 def _registration_body(ctx: Context, role: Any, identity: str, body: str | None) -> bytes:

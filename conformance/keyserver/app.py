@@ -174,7 +174,7 @@ class KeyServerState:
 
     async def subscribe(self, request: Request) -> Response:
         """Store where to push new keys (`rest.status.subscribed`)."""
-        _, registration = self._owned(request)
+        _, registration = self._owned(request, check_owner="subscription_not_owned" not in self.faults)
         registration.notify_uri = await self.bodies.parse(request, self.xml.parse_subscription)
         return Response(status_code=self.bodies.status("subscribed"))
 
@@ -190,6 +190,8 @@ class KeyServerState:
         deliveries = []
         async with httpx.AsyncClient(verify=self.push_ssl, timeout=10.0) as client:
             for session_id, client_id, uri in targets:
+                if "push_for_wrong_client" in self.faults:
+                    client_id = f"not-{client_id}"
                 newest = self.store.latest(client_id, ue_id)
                 if newest is None:
                     continue
@@ -205,14 +207,14 @@ class KeyServerState:
 
     # -- helpers ----------------------------------------------------------------------------------------
 
-    def _owned(self, request: Request) -> tuple[str, _Session]:
+    def _owned(self, request: Request, *, check_owner: bool = True) -> tuple[str, _Session]:
         """The registration a path names, if the caller's certificate identity owns it (404 / 403 otherwise)."""
         session_id = request.path_params["session_id"]
         with self._lock:
             registration = self.registrations.get(session_id)
         if registration is None:
             raise HTTPException(self.bodies.status("unknown_registration"), "no such registration")
-        if client_identity(request) != registration.owner:
+        if check_owner and client_identity(request) != registration.owner:
             raise HTTPException(self.bodies.status("forbidden"), "the registration belongs to another identity")
         return session_id, registration
 

@@ -117,12 +117,11 @@ class KeyServerClient:
         self._expect(response, "deregistered", "deregistration")
 
     def subscribe(self, session_id: str, notify_uri: str) -> None:
-        """Ask for pushes of new keys to `notify_uri`. The binding has no status of its own for a created
-        subscription, so the registration's (`rest.status.registered`) applies."""
+        """Ask for pushes of new keys to `notify_uri` (`rest.status.subscribed`)."""
         response = self.request(
             "POST", self.path("subscription", session_id=session_id), content=self.xml.subscription(notify_uri)
         )
-        self._expect(response, "registered", "subscription")
+        self._expect(response, "subscribed", "subscription")
 
     def _expect(self, response: httpx.Response, status_key: str, what: str) -> None:
         allowed = self.binding[f"rest.status.{status_key}"]

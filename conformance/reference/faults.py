@@ -53,6 +53,13 @@ CATALOGUE: tuple[Fault, ...] = (
     Fault("past_keys_not_kept", "keyserver", "keyserver", "only the newest key per UE is kept"),
     Fault("xml_entities_expanded", "keyserver", "keyserver", "XML bodies are parsed with entity expansion"),
     Fault("session_not_deleted", "keyserver", "keyserver", "DELETE answers success but the session stays usable"),
+    Fault(
+        "push_for_wrong_client",
+        "keyserver",
+        "keyserver",
+        "a pushed key is the one derived for another client identity, not the subscriber's",
+    ),
+    Fault("subscription_not_owned", "keyserver", "keyserver", "a subscription is taken on any client's session"),
     # -- EMSE (the key server's client, and the DTLS-PSK server towards the UE) ---------------------------
     Fault(
         "emse_server_cert_not_checked",

@@ -109,6 +109,7 @@ class ReferenceEmksService:
         certs: CertificateDirectory | None = None,
     ):
         keyserver_faults = _split(faults | parse_faults(profile.reference.faults))[1]
+        self.profile = profile
         self.certs = certs or certificates(profile)
         binding = profile.binding
         self.store = provisioned_store(profile, keyserver_faults)
@@ -129,6 +130,16 @@ class ReferenceEmksService:
     def __enter__(self) -> ReferenceEmksService:
         self.keyserver.start()
         return self
+
+    def provision(self, ue_id: str, rand: str, **_derived: str) -> None:
+        """The provisioning hook: take a new AKA run of a PIXIT subscriber (its RAND, in hex), as the HSS would
+        push its e2m_int_key, then push the new key to every subscribed client."""
+        subscriber = next((s for s in self.profile.pixit.subscribers if s.imsi == ue_id), None)
+        if subscriber is None:
+            raise ValueError(f"no PIXIT subscriber {ue_id}")
+        opc = subscriber.opc or compute_opc(subscriber.k, subscriber.op)
+        self.store.provision_from_aka(ue_id, subscriber.k, opc, bytes.fromhex(rand))
+        self.keyserver.run_coroutine(self.app.state.keyserver.notify_all(ue_id))
 
     def __exit__(self, *exc: object) -> None:
         self.keyserver.stop()

@@ -169,13 +169,16 @@ class Ue:
         for needed in ("rand", "autn", "hse_config"):
             if needed not in tlvs:
                 raise ProtocolError(f"Session Start without {needed}: {self.codec.describe(packet)}")
-        config = decode_hse_config(self.layout, tlvs["hse_config"])
-        agreement = config.get("key_agreement")
-        if agreement not in self.hierarchy.root_by_key_agreement:
-            raise ProtocolError(f"Session Start names key agreement {agreement!r}")
-        check = self.usim.authenticate(
-            tlvs["rand"], tlvs["autn"], require_separation_bit=self.binding[f"aka.amf_separation_bit.{agreement}"]
-        )
+        try:  # a malformed Session Start is the SUT's fault, to be reported, not a harness error
+            config = decode_hse_config(self.layout, tlvs["hse_config"])
+            agreement = config.get("key_agreement")
+            if agreement not in self.hierarchy.root_by_key_agreement:
+                raise ProtocolError(f"Session Start names key agreement {agreement!r}")
+            check = self.usim.authenticate(
+                tlvs["rand"], tlvs["autn"], require_separation_bit=self.binding[f"aka.amf_separation_bit.{agreement}"]
+            )
+        except ValueError as exc:
+            raise ProtocolError(f"Session Start does not decode: {exc}: {self.codec.describe(packet)}") from None
         if check.outcome is not AutnOutcome.OK:
             return check
         inputs = {

@@ -31,6 +31,7 @@ from conformance.engine.results import Result, Verdict
 from conformance.engine.runner import run_case
 from conformance.profile import load_profile
 from conformance.reference.faults import CATALOGUE
+from conformance.selftest import EXPECTED_CATCHERS
 from tests.engine import assert_fault_caught, explain, run_against_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,16 +39,7 @@ PROFILE_FILE = ROOT / "profiles" / "reference-emse.yaml"
 CASES, LINT = load_suite(suite_dir("emse").glob("*.yaml"))
 BY_ID = {case.id: case for case in CASES}
 
-# fault -> cases that must not pass against a reference EMSE with that fault on
-EMSE_FAULT_CATCHERS: dict[str, list[str]] = {
-    "emse_server_cert_not_checked": ["EMSE-REG-006"],
-    "emse_no_client_cert": ["EMSE-REG-001", "EMSE-REG-003"],
-    "emse_registers_wrong_id": ["EMSE-REG-001", "EMSE-REG-002"],
-    "emse_key_cached": ["EMSE-KEY-010"],
-    "emse_any_psk_identity": ["EMSE-KEY-007", "EMSE-KEY-008", "EMSE-KEY-009"],
-    "emse_never_deregisters": ["EMSE-DEREG-001"],
-    "emse_uses_deleted_session": ["EMSE-DEREG-002"],
-}
+EMSE_FAULT_CATCHERS = EXPECTED_CATCHERS["emse"]  # fault -> cases that must not pass with it on
 
 
 @pytest.fixture(scope="module")

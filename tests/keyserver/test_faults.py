@@ -6,14 +6,18 @@ parametrisation comes from the catalogue, so a new key-server fault without a ch
 
 from __future__ import annotations
 
+import threading
 from http import HTTPStatus
 
 import httpx
 import pytest
 
 from conformance.binding.loader import load_binding
+from conformance.keyserver.app import create_notification_app
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.keyserver.schema import XmlNames
+from conformance.keyserver.server import KeyServer, server_ssl_context
+from conformance.keyserver.xml import UeKey
 from conformance.reference.faults import CATALOGUE
 from tests.keyserver import CLIENT_ID, OPC, OTHER_CLIENT_ID, RAND, UE_ID, K, rand_of_run, running_keyserver
 
@@ -121,6 +125,33 @@ def check_session_not_deleted(ks, faulty):
         client.deregister(session_id)  # success either way
         after = client.request("GET", key_path(client, session_id, UE_ID, KEY_ID))
     assert after.status_code == (STATUS["key_delivered"][0] if faulty else STATUS["unknown_registration"][0])
+
+
+def check_push_for_wrong_client(ks, faulty):
+    received: list[UeKey] = []
+    arrived = threading.Event()
+    pair = ks.certs.server()
+    context = server_ssl_context(BINDING, ca=ks.certs.ca, cert=pair.cert, key=pair.key)
+    app = create_notification_app(BINDING, lambda doc, _identity: (received.append(doc), arrived.set()))
+    with KeyServer(app, context) as receiver, ks.client(CLIENT_ID) as client:
+        session_id = client.register(CLIENT_ID)
+        client.subscribe(session_id, receiver.url + BINDING["rest.paths.notification"])
+        ue_id = "imsi-001010000000013"
+        ks.store.provision_from_aka(ue_id, K, OPC, rand_of_run(9))
+        ks.server.run_coroutine(ks.state.notify_all(ue_id))
+        assert arrived.wait(5), "no push arrived"
+        fetched = client.fetch_key(session_id, ue_id, received[0].key_id)
+        client.deregister(session_id)
+    assert (received[0].key != fetched) is faulty  # pushed for another identity than the subscriber's
+
+
+def check_subscription_not_owned(ks, faulty):
+    with ks.client(OTHER_CLIENT_ID) as other, ks.client(CLIENT_ID) as client:
+        others = other.register(OTHER_CLIENT_ID)
+        response = client.request(
+            "POST", client.path("subscription", session_id=others), content=client.xml.subscription("https://x/n")
+        )
+    assert response.status_code == (STATUS["subscribed"][0] if faulty else STATUS["forbidden"][0])
 
 
 CHECKS = {name: globals()[f"check_{name}"] for name in KEYSERVER_FAULTS}
