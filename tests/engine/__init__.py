@@ -1,32 +1,15 @@
-"""Helpers shared by the suite tests: running cases against an embedded reference SUT and judging faults."""
+"""Helpers shared by the suite tests. The logic lives in conformance.selftest, one home with `selftest`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-from conformance.engine.embedded import embedded_reference
 from conformance.engine.model import Case
-from conformance.engine.results import Result, Verdict
-from conformance.engine.runner import run_case
 from conformance.profile import LoadedProfile
+from conformance.selftest import explain, failing_verdict, missed_catchers, run_against_reference
 
-
-def failing_verdict(case: Case) -> Verdict:
-    """What the runner gives this case when the SUT does not meet it."""
-    return Verdict.FAIL if case.level == "shall" else Verdict.WARN
-
-
-def explain(result: Result) -> str:
-    return f"{result.case}: {result.verdict.value}: {result.reason}"
-
-
-def run_against_reference(
-    profile: LoadedProfile, cases: Iterable[Case], out: Path, faults: frozenset[str] = frozenset()
-) -> dict[str, Result]:
-    """Run cases, in order, against one embedded reference SUT of the profile (with these faults on)."""
-    with embedded_reference(profile, faults) as (running, certs):
-        return {case.id: run_case(case, running, out, certs=certs) for case in cases}
+__all__ = ["assert_fault_caught", "explain", "failing_verdict", "run_against_reference"]
 
 
 def assert_fault_caught(
@@ -34,5 +17,5 @@ def assert_fault_caught(
 ) -> None:
     """Each catching case gets its failing verdict against the reference with this single fault on."""
     results = run_against_reference(profile, (by_id[i] for i in case_ids), out, frozenset({fault}))
-    for result in results.values():
-        assert result.verdict is failing_verdict(by_id[result.case]), f"{fault} not caught: {explain(result)}"
+    missed = missed_catchers(dict(by_id), results, case_ids)
+    assert not missed, f"{fault} not caught: {missed}"

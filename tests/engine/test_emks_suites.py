@@ -22,6 +22,7 @@ from conformance.engine.model import suite_dir
 from conformance.engine.results import Result, Verdict
 from conformance.profile import load_profile
 from conformance.reference.faults import CATALOGUE
+from conformance.selftest import EXPECTED_CATCHERS, kind_faults
 from tests.engine import assert_fault_caught, explain, run_against_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,16 +30,8 @@ PROFILE_FILE = ROOT / "profiles" / "reference-emks.yaml"
 CASES, LINT = load_suite(suite_dir("emks").glob("*.yaml"))
 BY_ID = {case.id: case for case in CASES}
 
-# fault -> cases that must not pass against a reference EMKS with that fault on
-EMKS_FAULT_CATCHERS: dict[str, list[str]] = {
-    "client_cert_not_required": ["EMKS-TLS-001"],
-    "cert_identity_not_checked": ["EMKS-REG-005", "EMKS-TLS-006"],
-    "wrong_register_status": ["EMKS-REG-001", "EMKS-TLS-003"],
-    "key_id_ignored": ["EMKS-KEY-002", "EMKS-KEY-004", "EMKS-KEY-007"],
-    "past_keys_not_kept": ["EMKS-KEY-002", "EMKS-KEY-003"],
-    "xml_entities_expanded": ["EMKS-REG-007"],
-    "session_not_deleted": ["EMKS-DEREG-002"],
-}
+# fault -> cases that must not pass with that fault on (shared with `best-conformance selftest`)
+EMKS_FAULT_CATCHERS = EXPECTED_CATCHERS["emks"]
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +124,11 @@ def test_best_conformance_run_on_the_reference_emks_exits_0(tmp_path):
 
 
 def test_emks_fault_catchers_cover_every_key_server_fault():
-    assert set(EMKS_FAULT_CATCHERS) == {f.name for f in CATALOGUE if f.component == "keyserver"}
+    assert (
+        set(EMKS_FAULT_CATCHERS)
+        == set(kind_faults("emks"))
+        == {f.name for f in CATALOGUE if f.component == "keyserver"}
+    )
     for fault, ids in EMKS_FAULT_CATCHERS.items():
         assert ids, fault
         assert set(ids) <= set(BY_ID), f"{fault}: unknown case(s) {sorted(set(ids) - set(BY_ID))}"

@@ -3,10 +3,10 @@
 - They lint clean, every case cites its clauses and names only binding keys it rests on.
 - Against the conformant embedded reference HSE (one instance for the whole module) every applicable case
   passes.
-- Every fault of the catalogue is caught: FAULT_CATCHERS names, per fault, cases that must not pass against a
-  reference with only that fault on. A failing `shall` case gives the verdict fail; a failing `should`/`may`
-  case gives warn, the verdict the runner gives such a case (some faults break only a binding policy, e.g.
-  rejecting unknown commands, whose cases are `should`).
+- Every fault the reference HSE serves (hse and keyserver) is caught: FAULT_CATCHERS names, per fault, cases
+  that must not pass against a reference with only that fault on. A failing `shall` case gives the verdict
+  fail; a failing `should`/`may` case gives warn, the verdict the runner gives such a case (some faults break
+  only a binding policy, e.g. rejecting unknown commands, whose cases are `should`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from conformance.engine.lint import load_suite
 from conformance.engine.model import suite_dir
 from conformance.engine.results import Result, Verdict
 from conformance.profile import load_profile
-from conformance.reference.faults import CATALOGUE
+from conformance.selftest import EXPECTED_CATCHERS, kind_faults
 from tests.engine import assert_fault_caught, explain, run_against_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,38 +32,8 @@ BY_ID = {case.id: case for case in CASES}
 # Not applicable for a reason other than the PICS: the case needs a binding the default one is not.
 BINDING_NOT_APPLICABLE = {"HSE-MF-004": "no version field"}
 
-# fault -> cases that must not pass with that fault on (each fault's cheapest reliable catchers)
-FAULT_CATCHERS: dict[str, list[str]] = {
-    # codec
-    "wrong_tlv_tag": ["HSE-SR-001", "HSE-SS-002"],
-    "wrong_tlv_length": ["HSE-SS-004", "HSE-SR-001"],
-    "tlv_order_swapped": ["HSE-SS-003"],
-    # protocol
-    "missing_mandatory_tlv": ["HSE-SS-002", "HSE-SR-001"],
-    "wrong_reply_command": ["HSE-SS-001"],
-    "no_reply": ["HSE-SR-001"],
-    "reply_from_wrong_port": ["HSE-SS-008"],
-    "no_reject_on_unknown_command": ["HSE-RJ-001"],
-    "session_id_zero": ["HSE-SS-001", "HSE-SR-001"],
-    # crypto
-    "wrong_fc": ["HSE-UP-001", "HSE-EAS-002"],
-    "wrong_kdf_key": ["HSE-EAS-002"],
-    "bad_autn_mac": ["HSE-SS-009", "HSE-SR-001"],
-    "stale_sqn": ["HSE-SS-010", "HSE-MK-006"],
-    "mac_not_verified": ["HSE-UP-003", "HSE-TE-004"],
-    "replay_accepted": ["HSE-CT-001", "HSE-CT-002", "HSE-CT-004"],
-    "wrong_truncation": ["HSE-UP-001"],
-    "res_not_checked": ["HSE-SC-002"],
-    "resync_ignored": ["HSE-SS-012"],
-    # key server
-    "client_cert_not_required": ["HSE-TLS-001"],
-    "cert_identity_not_checked": ["HSE-TLS-003"],
-    "wrong_register_status": ["HSE-EAS-001", "HSE-TLS-004"],
-    "key_id_ignored": ["HSE-EAS-008"],
-    "past_keys_not_kept": ["HSE-EAS-007"],
-    "xml_entities_expanded": ["HSE-EAS-012"],
-    "session_not_deleted": ["HSE-EAS-010"],
-}
+# fault -> cases that must not pass with that fault on (shared with `best-conformance selftest`)
+FAULT_CATCHERS = EXPECTED_CATCHERS["hse"]
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +116,8 @@ def test_the_version_case_passes_where_the_binding_has_a_version_field(tmp_path)
 # ---- every fault is caught ----------------------------------------------------------------------------
 
 
-def test_fault_catchers_cover_the_whole_catalogue():
-    assert set(FAULT_CATCHERS) == {fault.name for fault in CATALOGUE}
+def test_fault_catchers_cover_every_fault_the_reference_hse_serves():
+    assert set(FAULT_CATCHERS) == set(kind_faults("hse"))
     for fault, ids in FAULT_CATCHERS.items():
         assert ids, fault
         assert set(ids) <= set(BY_ID), f"{fault}: unknown case(s) {sorted(set(ids) - set(BY_ID))}"
