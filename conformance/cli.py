@@ -424,6 +424,18 @@ EXIT_FAIL, EXIT_HARNESS = 1, 3
 @click.option("-k", "keyword", help="Only cases matching this pytest -k expression (e.g. 'SR or EAS').")
 @click.option("--reports", default="reports", show_default=True, help="Folder for the run's reports.")
 @click.option("-n", "workers", type=int, help="Run cases in N parallel workers (pytest-xdist).")
+@click.option(
+    "--reveal-secrets",
+    is_flag=True,
+    help="Write K, OP/OPc and derived keys in clear into the reports (default: masked, e.g. "
+    "'•••• (sha256 3f2a9c1b…, 16 octets)'), and keep DTLS key logs.",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False),
+    help="Expected failures of this SUT (YAML, each with a reason): exit 0 unless a failure is new; see README.",
+)
+@click.option("--strict-baseline", is_flag=True, help="With --baseline: a case that now passes also exits 1.")
 def run(
     profile_path: str | None,
     reference: bool | None,
@@ -431,11 +443,15 @@ def run(
     keyword: str | None,
     reports: str,
     workers: int | None,
+    reveal_secrets: bool,
+    baseline: str | None,
+    strict_baseline: bool,
 ) -> None:
     """Run every applicable conformance case and write reports/<run-id>/: results.jsonl, junit.xml,
-    allure-results/, one pcap per case and summary.html.
+    allure-results/, one pcap per case, compliance.json and report.html.
 
     Exit code: 0 every applicable case passed, 1 a case failed or was inconclusive, 3 a harness error.
+    With --baseline: 0 when every failure is an expected one, 1 on a new failure (see README).
     """
     import datetime
     from pathlib import Path
@@ -473,6 +489,15 @@ def run(
     args += [a for fault in faults for a in ("--best-fault", fault)]
     args += ["-k", keyword] if keyword else []
     args += ["-n", str(workers)] if workers else []
+    args += ["--best-reveal-secrets"] if reveal_secrets else []
+    if baseline:
+        from conformance.baseline import BaselineError, check_for_profile
+
+        try:
+            check_for_profile(baseline, profile)
+        except BaselineError as exc:
+            raise click.UsageError(str(exc)) from None
+        args += ["--best-baseline", baseline] + (["--best-strict-baseline"] if strict_baseline else [])
     code = pytest.main(args, plugins=[LiveProgress()])
     if (
         code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR)
@@ -482,6 +507,12 @@ def run(
         sys.exit(EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_HARNESS)
     results = read_results(run_dir / "results.jsonl")
     _print_verdicts(results, run_dir)
+    if baseline:
+        from rich.console import Console
+
+        from conformance.baseline import report_run
+
+        sys.exit(report_run(run_dir, strict_baseline, Console(stderr=True)))
     verdicts = {r["verdict"] for r in results}
     if "error" in verdicts:
         sys.exit(EXIT_HARNESS)
@@ -505,7 +536,51 @@ def _print_verdicts(results: list[dict[str, Any]], run_dir: Any) -> None:
         console.print(table)
     counts = Counter(r["verdict"] for r in results)
     console.print(f"{len(results)} cases: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
-    console.print(f"reports: {run_dir}/ (summary.html, results.jsonl, junit.xml, allure-results/, pcaps/)")
+    console.print(f"report: {run_dir}/report.html")
+    console.print(f"also in {run_dir}/: compliance.json, results.jsonl, junit.xml, allure-results/, pcaps/, traces/")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--allure", "with_allure", is_flag=True, help="Also render allure-results/ with Allure 3 (npm).")
+def report(run_dir: str, with_allure: bool) -> None:
+    """Render RUN_DIR/report.html again from RUN_DIR/compliance.json; with --allure, also RUN_DIR/allure-report/.
+
+    Exit code: 0 rendered (a missing Allure is reported, not an error), 2 RUN_DIR is not a run folder,
+    3 Allure was found but failed.
+    """
+    from pathlib import Path
+
+    from conformance.report.html import ReportError, write_report
+
+    try:
+        click.echo(f"report: {write_report(Path(run_dir))}")
+    except ReportError as exc:
+        raise click.UsageError(str(exc)) from None
+    if with_allure:
+        from conformance.report.allure_report import render_allure
+
+        outcome = render_allure(Path(run_dir), f"BEST conformance run {Path(run_dir).resolve().name}")
+        click.echo(outcome.message, err=outcome.report is None)
+        if not outcome.ok:
+            sys.exit(EXIT_HARNESS)
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", default=".", show_default=True, type=click.Path(file_okay=False), help="Folder to write into.")
+def matrix(run_dirs: tuple[str, ...], out: str) -> None:
+    """Interop matrix of several runs (SUTs x test groups) as OUT/matrix.html and OUT/matrix.md."""
+    from pathlib import Path
+
+    from conformance.report.html import ReportError
+    from conformance.report.matrix import write_matrix
+
+    try:
+        written = write_matrix([Path(d) for d in run_dirs], Path(out))
+    except ReportError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo("matrix: " + ", ".join(str(p) for p in written))
 
 
 @cli.command("list")
@@ -598,6 +673,113 @@ def _cases(kind: str) -> list[Any]:
     if report.errors:
         raise click.UsageError("suite lint errors:\n" + "\n".join(report.errors))
     return cases
+
+
+@cli.command()
+@click.option("--out", type=click.Path(dir_okay=False), help="Private key file (default: the lab key, see sign).")
+@click.option("--force", is_flag=True, help="Replace an existing key.")
+def keygen(out: str | None, force: bool) -> None:
+    """Make an Ed25519 signing key: the private key (PEM, mode 0600) at --out, its public key at --out.pub."""
+    from pathlib import Path
+
+    from conformance.report import signing
+
+    try:
+        private, public, fingerprint = signing.keygen(Path(out) if out else signing.default_key_path(), force=force)
+    except (signing.SigningError, OSError) as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"private key: {private} (keep it; mode 0600)\npublic key:  {public}\nfingerprint: {fingerprint}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False),
+    help="Ed25519 private key (PEM). Default: the lab key in the user's config directory, made on first use.",
+)
+def sign(run_dir: str, key: str | None) -> None:
+    """Sign a run folder: RUN_DIR/signature.json covers compliance.json (canonical JSON, per case and per field)
+    and the sha256 of every other file. Exit code: 0 signed, 2 bad input."""
+    from pathlib import Path
+
+    from conformance.report import signing
+
+    try:
+        path = Path(key) if key else signing.default_key_path()
+        if key is None and not path.exists():
+            _, public, fingerprint = signing.keygen(path)
+            click.echo(f"created the lab signing key {path} (public key {public}, {fingerprint})", err=True)
+        private = signing.load_private_key(path)
+        out = signing.sign(Path(run_dir), private)
+    except (signing.SigningError, OSError) as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"signed: {out} with {path} ({signing.fingerprint(private.public_key())})")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--public-key", type=click.Path(dir_okay=False), help="The signer's public key (PEM) to trust.")
+def verify(run_dir: str, public_key: str | None) -> None:
+    """Check a signed run folder: the signature, every file's digest, every case of compliance.json, and its
+    schema; name each thing altered. Exit code: 0 valid, 1 altered, 2 bad input."""
+    from pathlib import Path
+
+    from conformance.report import signing
+
+    try:
+        trusted = signing.load_public_key(Path(public_key)) if public_key else None
+        outcome = signing.verify(Path(run_dir), trusted)
+    except signing.SigningError as exc:
+        raise click.UsageError(str(exc)) from None
+    for line in outcome.altered:
+        click.echo(f"ALTERED {line}")
+    for line in outcome.notes:
+        click.echo(f"note: {line}", err=True)
+    if not outcome.valid:
+        click.echo(f"{run_dir}: NOT VALID: {len(outcome.altered)} difference(s) from what {outcome.signer} signed")
+        sys.exit(EXIT_FAIL)
+    click.echo(
+        f"{run_dir}: valid: signed by {outcome.signer} at {outcome.signed_at}; "
+        f"compliance.json ({outcome.cases} cases) and {outcome.files} files unchanged"
+    )
+
+
+@cli.command("selftest")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["hse", "emks", "emse"]),
+    help="Only this reference SUT kind (repeatable). Default: every kind that ships a reference profile and a suite.",
+)
+@click.option("--fault", "faults", multiple=True, help="Only this catalogue fault (repeatable). Default: all.")
+@click.option("--case", "patterns", multiple=True, help="Only cases whose id matches this glob, e.g. 'HSE-SR-*'.")
+@click.option("-j", "workers", type=click.IntRange(1), default=1, show_default=True, help="Worker processes.")
+@click.option("--reports", default="reports", show_default=True, help="Where the selftest-<timestamp>/ folder goes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the detection matrix as JSON instead of a table.")
+def selftest_command(
+    kinds: tuple[str, ...],
+    faults: tuple[str, ...],
+    patterns: tuple[str, ...],
+    workers: int,
+    reports: str,
+    as_json: bool,
+) -> None:
+    """Prove the suites on the reference SUTs: the conformant reference must pass every applicable case, and
+    every catalogued fault must make at least one case fail (only warnings are a hole, unless the fault breaks
+    a should/may requirement only).
+    Writes selftest.json (the detection matrix) and each run's results and pcaps.
+
+    Exit code: 0 all caught and the conformant runs passed, 1 a hole, a missed expected catcher or a conformant
+    case that did not pass, 2 bad input, 3 a harness error.
+    """
+    from conformance.selftest import SelftestError, run_command
+
+    try:
+        sys.exit(run_command(kinds, faults, patterns, workers, reports, as_json))
+    except SelftestError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _load_profile(path: str) -> Any:

@@ -46,6 +46,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--best-reports", metavar="DIR", default="reports", help="where run folders go (reports/)")
     group.addoption("--best-run-id", metavar="ID", help="name of the run folder (default: a timestamp)")
+    group.addoption(
+        "--best-baseline",
+        metavar="FILE",
+        help="expected failures of this SUT (YAML, each with a reason): they xfail; the run folder gets baseline.json",
+    )
+    group.addoption(
+        "--best-strict-baseline", action="store_true", help="with --best-baseline: a case that now passes fails"
+    )
+    group.addoption(
+        "--best-reveal-secrets",
+        action="store_true",
+        help="write K, OPc and derived keys in clear into the run's outputs (default: masked)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,6 +75,13 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = config.getoption("--best-run-id") or os.environ.get(RUN_ID_ENV) or _new_run_id()
     os.environ[RUN_ID_ENV] = run_id  # xdist workers inherit it, so they write into the same run folder
     state = RunState(profile, Path(config.getoption("--best-reports")) / run_id)
+    if config.getoption("--best-baseline"):
+        from conformance.baseline import BaselineError, load_for_suite
+
+        try:
+            state.baseline = load_for_suite(config.getoption("--best-baseline"), profile.sut.kind)
+        except BaselineError as exc:
+            raise pytest.UsageError(str(exc)) from None
     config.stash[STATE] = state
     explicit = [a for a in config.args if a.endswith((".yaml", ".yml")) or "::" in a]
     config.args[:] = explicit or [str(suite_dir(profile.sut.kind))]
@@ -79,6 +99,7 @@ class RunState:
         self.run_dir = run_dir
         self.results = ResultsFile(run_dir / "results.jsonl")
         self.certs: Any = None
+        self.baseline: Any = None  # expected failures (conformance.baseline), with --best-baseline
         self._stack = contextlib.ExitStack()
         self.started = datetime.datetime.now(datetime.UTC)
 
@@ -114,10 +135,45 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if state is None:
         return
     state.close()
-    if not hasattr(session.config, "workerinput"):  # the controller (or a plain run) writes the summary
-        from conformance.engine.summary import write_summary
+    if not hasattr(session.config, "workerinput"):  # the controller (or a plain run) writes the reports
+        if state.baseline is not None:
+            from conformance.baseline import finish_run
 
-        write_summary(state.run_dir, state.profile, state.started)
+            options = session.config.getoption
+            finish_run(state.run_dir, state.baseline, options("--best-baseline"), options("--best-strict-baseline"))
+        _write_compliance(session.config, state)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None and state.baseline is not None and (state.run_dir / "baseline.json").exists():
+        from conformance.baseline import summary_lines
+
+        terminalreporter.section("baseline")
+        for line in summary_lines(json.loads((state.run_dir / "baseline.json").read_text(encoding="utf-8"))):
+            terminalreporter.write_line(line)
+
+
+def _write_compliance(config: pytest.Config, state: RunState) -> None:
+    """compliance.json (+ traces/), then report.html rendered from it."""
+    from conformance.report.compliance import write_compliance
+
+    written = write_compliance(
+        state.run_dir,
+        state.profile,
+        started=state.started,
+        finished=datetime.datetime.now(datetime.UTC),
+        reference=bool(config.getoption("--best-reference")),
+        faults=config.getoption("--best-fault"),
+        reveal_secrets=bool(config.getoption("--best-reveal-secrets")),
+        suite_files=config.args,
+        profile_file=config.getoption("--best-profile"),
+    )
+    if written is None:
+        return
+    from conformance.report.html import write_report  # from compliance.json + traces/ only
+
+    write_report(state.run_dir)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -154,9 +210,17 @@ class CaseItem(pytest.Item):
 
         state = self.config.stash[STATE]
         result = run_case(self.case, state.profile, state.run_dir, certs=state.certs)
+        if not self.config.getoption("--best-reveal-secrets"):  # before results.jsonl, junit.xml, allure see it
+            from conformance.report.secrets import mask_result
+
+            result = mask_result(result)
         state.results.append(result)
         self.user_properties.append(("verdict", result.verdict.value))
         _attach_to_allure(self.case, result)
+        if state.baseline is not None:
+            from conformance.baseline import apply_to_item
+
+            apply_to_item(state.baseline, result, self.config.getoption("--best-strict-baseline"))
         if result.verdict is Verdict.PASS:
             return
         if result.verdict is Verdict.WARN:

@@ -50,9 +50,13 @@ class Result:
     started: float = 0.0
     duration: float = 0.0
     requirements: list[str] = field(default_factory=list)  # ledger ids the case checks
+    # secret values the case met (keys it derived, key material a failed key check saw): never written, only
+    # used to mask outputs (conformance.report.secrets)
+    secrets: set[bytes] = field(default_factory=set, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("secrets", None)
         data["verdict"] = self.verdict.value
         return data
 

@@ -7,13 +7,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from conformance.emsdp.trace import read_trace
 from conformance.engine.context import Context, NotApplicable
 from conformance.engine.model import Case
 from conformance.engine.results import CheckFailed, Inconclusive, Result, Verdict
 from conformance.engine.verbs import VERBS
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.profile import LoadedProfile
+from conformance.report.secrets import check_secrets, context_secrets
 
 
 def applicable(case: Case, profile: LoadedProfile) -> str | None:
@@ -77,6 +77,7 @@ def run_case(case: Case, profile: LoadedProfile, out_dir: Path, *, certs: Certif
                 result.reason = str(failed)
                 result.expected, result.observed = failed.expected, failed.observed
                 result.failed_step = step.line
+                result.secrets |= check_secrets(failed.expectation, failed.expected, failed.observed)
                 break
             except Inconclusive as exc:
                 result.verdict, result.reason, result.failed_step = Verdict.INCONCLUSIVE, str(exc), step.line
@@ -91,10 +92,10 @@ def run_case(case: Case, profile: LoadedProfile, out_dir: Path, *, certs: Certif
     finally:
         ctx.close()
         result.duration = time.time() - result.started
+        result.secrets |= context_secrets(ctx)  # so that outputs can mask them
     result.pcap = str(pcap)
     try:
-        port = profile.hse_endpoint[1]
-        result.trace = [m.to_dict(ctx.codec) for m in read_trace(pcap, ctx.codec, port=port)]
+        result.trace = ctx.trace()
     except Exception as exc:  # evidence must not turn a verdict into a crash
         result.trace = [{"error": f"trace unreadable: {exc}"}]
     return result

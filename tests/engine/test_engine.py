@@ -179,8 +179,8 @@ def test_run_against_the_embedded_reference_writes_every_report(tmp_path):
     allure = list((run_dir / "allure-results").iterdir())
     assert any(p.name.endswith("-result.json") for p in allure)
     assert any(p.suffix == ".pcap" for p in allure)  # the per-case pcap travels with the Allure result
-    summary = (run_dir / "summary.html").read_text()
-    assert 'id="verdicts"' in summary and results[0]["case"] in summary
+    report = (run_dir / "report.html").read_text()
+    assert 'id="verdicts"' in report and results[0]["case"] in report
     assert len(list((run_dir / "pcaps").glob("*.pcap"))) == len([r for r in results if r["pcap"]])
 
 
@@ -236,4 +236,4 @@ def test_parallel_workers_share_one_run_folder(tmp_path):
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     results = read_results(run_dir / "results.jsonl")
     assert len(results) >= 2 and len({r["case"] for r in results}) == len(results)
-    assert (run_dir / "summary.html").exists()
+    assert (run_dir / "report.html").exists()
