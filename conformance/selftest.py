@@ -77,6 +77,8 @@ EXPECTED_CATCHERS: dict[str, dict[str, list[str]]] = {
         "session_not_deleted": ["HSE-EAS-010"],
         "push_for_wrong_client": ["HSE-EAS-005"],
         "subscription_not_owned": ["HSE-EAS-013"],
+        "tls12_not_supported": ["HSE-TLS-007"],
+        "tls13_not_supported": ["HSE-TLS-008"],
     },
     "emks": {
         "client_cert_not_required": ["EMKS-TLS-001"],
@@ -88,6 +90,8 @@ EXPECTED_CATCHERS: dict[str, dict[str, list[str]]] = {
         "session_not_deleted": ["EMKS-DEREG-002"],
         "push_for_wrong_client": ["EMKS-SUB-002", "EMKS-SUB-003"],
         "subscription_not_owned": ["EMKS-SUB-004"],
+        "tls12_not_supported": ["EMKS-TLS-007"],
+        "tls13_not_supported": ["EMKS-TLS-008"],
     },
     "emse": {
         "emse_server_cert_not_checked": ["EMSE-REG-006"],
@@ -97,6 +101,8 @@ EXPECTED_CATCHERS: dict[str, dict[str, list[str]]] = {
         "emse_any_psk_identity": ["EMSE-KEY-007", "EMSE-KEY-008", "EMSE-KEY-009"],
         "emse_never_deregisters": ["EMSE-DEREG-001"],
         "emse_uses_deleted_session": ["EMSE-DEREG-002"],
+        "emse_no_tls12": ["EMSE-REG-007"],
+        "emse_no_tls13": ["EMSE-REG-008"],
     },
 }
 

@@ -20,10 +20,21 @@ from conformance.keyserver.client import minimum_tls_version
 from conformance.keyserver.xml import KeyServerXml, KeyServerXmlError
 from conformance.roles.emks import Exchange, HarnessEmks
 
-EMKS_ACTIONS = ("registration", "key_request", "no_key_request", "deregistration", "no_deleted_session", "impersonate")
+EMKS_ACTIONS = (
+    "registration",
+    "key_request",
+    "no_key_request",
+    "deregistration",
+    "no_deleted_session",
+    "impersonate",
+    "tls_only",
+)
 DTLS_OPTIONS = ("key", "old", "psk", "key_id", "ue_id", "identity", "ciphers", "expect", "cipher", "data")
 DTLS_EXPECT = ("established", "refused", "any")
 DTLS_ACTIONS = ("handshake", "offer_dtls_1_0")
+# The registration is on record as its answer leaves the harness; the SUT still has to read that answer before
+# it holds the session. A triggered registration gets this long before the case goes on.
+SETTLE = 0.25
 
 
 def _emks(ctx: Context) -> HarnessEmks:
@@ -128,6 +139,8 @@ def ensure_registered(ctx: Context) -> Exchange | None:
     if "register" in ctx.peers.triggers:
         ctx.peers.triggers["register"]()
     waited = emks.log.wait_for(start, "register", ctx.profile.pixit.registration_timeout)
+    if waited is not None:
+        time.sleep(SETTLE)
     return waited or (posts[-1] if posts else None)
 
 
@@ -137,7 +150,8 @@ def emks(ctx: Context, args: dict[str, Any]) -> None:
     made on its own or by the register trigger), key_request (every key request the SUT made in this case; at
     least one), no_key_request (none in this case), deregistration (a DELETE in this case, within
     pixit.registration_timeout), no_deleted_session (no key request since this case's DELETE used the deleted
-    session id), impersonate (from now to the end of the case, a server certificate from another CA).
+    session id), impersonate (from now to the end of the case, a server certificate from another CA), tls_only
+    (from now to the end of the case, only TLS `version`: TLSv1.2 or TLSv1.3).
     check: names from EXCHANGE_CHECKS, applied to each of those requests."""
     action = args["_value"]
     checks = args.get("check") or {}
@@ -178,6 +192,10 @@ def emks(ctx: Context, args: dict[str, Any]) -> None:
             raise CheckFailed("no key request under the deleted session", "none", [e.to_dict() for e in stale])
     elif action == "impersonate":
         emks_role.impersonate(ctx.pcap.parent.parent / "scratch")
+        ctx.cleanups.append(emks_role.restore)
+    elif action == "tls_only":
+        version = str((args.get("with") or {}).get("version", "TLSv1.2"))
+        emks_role.offer_only(version)
         ctx.cleanups.append(emks_role.restore)
     else:
         raise Inconclusive(f"unknown emks action {action!r}; known: {', '.join(EMKS_ACTIONS)}")

@@ -254,6 +254,7 @@ EAS_ACTIONS = (
     "fetch_after_deregister",
     "post_raw",
     "old_tls",
+    "tls_only",
 )
 EAS_OPTIONS = ("identity", "certificate", "session_of", "key", "ue_id", "distinct", "status", "body", "version")
 RAW_BODIES = {  # post_raw body -> the rest.status list it is answered with by default
@@ -271,7 +272,8 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
     """A key-server client action: the EAS towards an HSE, the EMSE towards an EMKS (identity default
     pixit.eas_id, or pixit.emse_id when the SUT is an EMKS). The value: register, subscribe, fetch_key,
     expect_push, deregister, fetch_after_deregister, post_raw (a bad registration body, then the answer's
-    status), old_tls (a TLS handshake capped at `version`, TLSv1 or TLSv1.1, must be refused).
+    status), old_tls (a TLS handshake capped at `version`, TLSv1 or TLSv1.1, must be refused), tls_only (a
+    handshake offering only `version`, TLSv1.2 or TLSv1.3, must complete).
     with: identity, certificate (own|none|foreign|<other identity>), session_of (use the session id this other
     identity registered, or `unissued`), key (session | next | old | bogus from the UE's session; or, towards an
     EMKS, provisioned_new (the run the provision trigger made) or {provisioned: N, expect: unknown,
@@ -282,8 +284,9 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
     options = dict(args.get("with") or {})
     action = args["_value"]
     identity = options.get("identity") or ctx.client_id
-    if action == "old_tls":
-        _old_tls(ctx, identity, str(options.get("version", "TLSv1.1")))
+    if action in ("old_tls", "tls_only"):
+        default = "TLSv1.1" if action == "old_tls" else "TLSv1.2"
+        _tls_only(ctx, identity, str(options.get("version", default)), accepted=action == "tls_only")
         return
     role = ctx.eas(options.get("identity"), certificate=options.get("certificate", "own"))
     try:
@@ -435,15 +438,15 @@ def _post_raw(ctx: Context, role: Any, identity: str, options: dict[str, Any]) -
         raise CheckFailed(f"a {kind} body answered {status}", allowed, f"HTTP {response.status_code}")
 
 
-def _old_tls(ctx: Context, identity: str, version: str) -> None:
-    """A TLS handshake (with the client's own certificate) offering only `version`: the SUT must refuse it
-    (tls.min_version). Not applicable if the harness's own TLS library cannot offer that version."""
+def _tls_only(ctx: Context, identity: str, version: str, *, accepted: bool) -> None:
+    """A TLS handshake (with the client's own certificate) offering only `version`. accepted=False: the SUT
+    must refuse it (old_tls: below tls.min_version); accepted=True: the SUT must complete it (tls_only: a
+    version TS 33.210 6.2 requires). Not applicable if the harness's own TLS library cannot offer that
+    version."""
     import socket
     import ssl
     import warnings
     from urllib.parse import urlsplit
-
-    from conformance.engine.context import NotApplicable
 
     url = ctx.profile.endpoints.key_server
     if not url:
@@ -460,7 +463,8 @@ def _old_tls(ctx: Context, identity: str, version: str) -> None:
         try:
             tls_version = ssl.TLSVersion[version.replace(".", "_")]
             context.minimum_version = context.maximum_version = tls_version
-            context.set_ciphers("DEFAULT:@SECLEVEL=0")
+            if not accepted:
+                context.set_ciphers("DEFAULT:@SECLEVEL=0")
         except (KeyError, ValueError, ssl.SSLError) as exc:
             raise NotApplicable(f"the harness's TLS library cannot offer {version}: {exc}") from None
     try:
@@ -472,10 +476,13 @@ def _old_tls(ctx: Context, identity: str, version: str) -> None:
     except ssl.SSLError as exc:
         if exc.reason in ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE"):
             raise NotApplicable(f"the harness's TLS library cannot offer {version}: {exc.reason}") from None
-        return  # the SUT's alert: refused
-    except OSError:
-        return  # connection reset or closed: refused
-    raise CheckFailed(f"a {version} handshake refused", f"at least {ctx.binding['tls.min_version']}", negotiated)
+        negotiated, refusal = None, f"refused: {exc.reason or exc}"
+    except OSError as exc:
+        negotiated, refusal = None, f"refused: {exc}"
+    if accepted and negotiated != version:
+        raise CheckFailed(f"a {version}-only handshake completed (TS 33.210 6.2)", version, negotiated or refusal)
+    if not accepted and negotiated is not None:
+        raise CheckFailed(f"a {version} handshake refused", f"at least {ctx.binding['tls.min_version']}", negotiated)
 
 
 def _eas_session(ctx: Context, identity: str | None = None, options: dict[str, Any] | None = None) -> str:

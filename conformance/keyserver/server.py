@@ -43,7 +43,8 @@ def server_ssl_context(
     observe_clients: bool = False,
 ) -> ssl.SSLContext:
     """The server side of mutual TLS: no version below `tls.min_version`; client certificates from `ca`
-    required (`tls.client_certificate_required`) unless fault `client_cert_not_required` makes them optional.
+    required (`tls.client_certificate_required`) unless fault `client_cert_not_required` makes them optional;
+    faults `tls12_not_supported` / `tls13_not_supported` drop a version TS 33.210 6.2 requires.
     `observe_clients` (the harness's key server facing a client under test) accepts a client without a
     certificate so that the request can be recorded as evidence; the app then refuses it (no identity)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -52,6 +53,10 @@ def server_ssl_context(
     context.load_verify_locations(cafile=str(ca))
     required = binding["tls.client_certificate_required"] and "client_cert_not_required" not in set(faults)
     required = required and not observe_clients
+    if "tls12_not_supported" in set(faults):
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+    if "tls13_not_supported" in set(faults):
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
     return context
 

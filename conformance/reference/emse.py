@@ -48,6 +48,10 @@ class ReferenceEmse:
         if "emse_server_cert_not_checked" in self.faults:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        if "emse_no_tls12" in self.faults:
+            context.minimum_version = ssl.TLSVersion.TLSv1_3
+        if "emse_no_tls13" in self.faults:
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
         self.client = KeyServerClient(key_server_url, binding, ssl_context=context, timeout=timeout)
         self.session_id: str | None = None
         self._cache: dict[str, bytes] = {}  # UE id -> first key (fault emse_key_cached)
@@ -113,7 +117,8 @@ class ReferenceEmse:
         ue_id, key_id = parsed
         if "emse_key_cached" in self.faults and ue_id in self._cache:
             return self._cache[ue_id]
-        session = self.session_id
+        with self._lifecycle:  # a registration in flight finishes first
+            session = self.session_id
         if session is None:
             logger.info("no EMKS session: handshake of %s refused", ue_id)
             return None

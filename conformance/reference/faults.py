@@ -60,6 +60,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "a pushed key is the one derived for another client identity, not the subscriber's",
     ),
     Fault("subscription_not_owned", "keyserver", "keyserver", "a subscription is taken on any client's session"),
+    Fault("tls12_not_supported", "keyserver", "keyserver", "the key server accepts TLS 1.3 only"),
+    Fault("tls13_not_supported", "keyserver", "keyserver", "the key server accepts TLS 1.2 only"),
     # -- EMSE (the key server's client, and the DTLS-PSK server towards the UE) ---------------------------
     Fault(
         "emse_server_cert_not_checked",
@@ -87,6 +89,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "when no key is found for a PSK identity, the last key fetched is used instead of refusing",
     ),
     Fault("emse_never_deregisters", "emse", "protocol", "deregistration is never sent"),
+    Fault("emse_no_tls12", "emse", "keyserver", "the EMSE talks to its key server in TLS 1.3 only"),
+    Fault("emse_no_tls13", "emse", "keyserver", "the EMSE talks to its key server in TLS 1.2 only"),
     Fault(
         "emse_uses_deleted_session",
         "emse",

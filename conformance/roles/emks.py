@@ -12,6 +12,7 @@ app then refuses it, as it has no identity.
 from __future__ import annotations
 
 import re
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -178,10 +179,13 @@ class HarnessEmks:
         self._own = (cert, key)
         self.server = KeyServer(self._asgi, self._context(ca, cert, key), host=host, port=port)
         self.port, self.url = self.server.port, self.server.url
-        self.rogue = False
+        self.changed = False  # serving with another certificate or TLS version than its own
 
-    def _context(self, ca: Path, cert: Path, key: Path) -> Any:
-        return server_ssl_context(self.binding, ca=ca, cert=cert, key=key, observe_clients=True)
+    def _context(self, ca: Path, cert: Path, key: Path, version: str | None = None) -> Any:
+        context = server_ssl_context(self.binding, ca=ca, cert=cert, key=key, observe_clients=True)
+        if version is not None:
+            context.minimum_version = context.maximum_version = ssl.TLSVersion[version.replace(".", "_")]
+        return context
 
     def __enter__(self) -> HarnessEmks:
         self.server.start()
@@ -200,14 +204,21 @@ class HarnessEmks:
         the same port, the same registrations. `restore` goes back."""
         rogue = CertificateDirectory(scratch / "rogue-ca").server()
         self._restart(rogue.cert, rogue.key)
-        self.rogue = True
+        self.changed = True
+
+    def offer_only(self, version: str) -> None:
+        """Serve from now on with only this TLS version (TLSv1.2 or TLSv1.3); `restore` goes back."""
+        self._restart(*self._own, version=version)
+        self.changed = True
 
     def restore(self) -> None:
-        if self.rogue:
+        if self.changed:
             self._restart(*self._own)
-            self.rogue = False
+            self.changed = False
 
-    def _restart(self, cert: Path, key: Path) -> None:
+    def _restart(self, cert: Path, key: Path, version: str | None = None) -> None:
+        """A new server on the same port with another TLS context; open connections end, so clients that keep
+        them alive must connect again under the new terms."""
         self.server.stop()
-        self.server = KeyServer(self._asgi, self._context(self.ca, cert, key), host=self.host, port=self.port)
+        self.server = KeyServer(self._asgi, self._context(self.ca, cert, key, version), host=self.host, port=self.port)
         self.server.start()

@@ -6,6 +6,8 @@ parametrisation comes from the catalogue, so a new key-server fault without a ch
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 from http import HTTPStatus
 
@@ -152,6 +154,30 @@ def check_subscription_not_owned(ks, faulty):
             "POST", client.path("subscription", session_id=others), content=client.xml.subscription("https://x/n")
         )
     assert response.status_code == (STATUS["subscribed"][0] if faulty else STATUS["forbidden"][0])
+
+
+def _handshake_completes(ks, version: ssl.TLSVersion) -> bool:
+    """A TLS handshake offering only `version`, with a client certificate, to the key server."""
+    pair = ks.certs.client(CLIENT_ID)
+    context = ssl.create_default_context(cafile=str(ks.certs.ca))
+    context.load_cert_chain(str(pair.cert), str(pair.key))
+    context.minimum_version = context.maximum_version = version
+    host, port = ks.server.host, ks.server.port
+    try:
+        with socket.create_connection((host, port), timeout=5) as sock, context.wrap_socket(sock, server_hostname=host):
+            return True
+    except (ssl.SSLError, OSError):
+        return False
+
+
+def check_tls12_not_supported(ks, faulty):
+    assert _handshake_completes(ks, ssl.TLSVersion.TLSv1_2) is not faulty
+    assert _handshake_completes(ks, ssl.TLSVersion.TLSv1_3)
+
+
+def check_tls13_not_supported(ks, faulty):
+    assert _handshake_completes(ks, ssl.TLSVersion.TLSv1_3) is not faulty
+    assert _handshake_completes(ks, ssl.TLSVersion.TLSv1_2)
 
 
 CHECKS = {name: globals()[f"check_{name}"] for name in KEYSERVER_FAULTS}
