@@ -14,6 +14,7 @@ from conformance.emsdp.trace import read_trace
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.profile import LoadedProfile
 from conformance.roles.eas import Eas
+from conformance.roles.emks import Exchange, client_exchange, route_patterns
 from conformance.roles.ue import Credentials, Ue
 
 
@@ -39,6 +40,7 @@ class Context:
         self.peers = profile.peers  # the harness's EMKS and the SUT's triggers, for an EMSE under test
         self.key_log: list[str] = []  # NSS key-log lines of the DTLS sessions the harness's UEs completed
         self.cleanups: list[Any] = []  # undo what a case changed in run-wide peers (e.g. a rogue certificate)
+        self.client_exchanges: list[Exchange] = []  # what the harness asked a key server under test, as a client
 
     # ---- roles -------------------------------------------------------------------------------------
 
@@ -80,7 +82,13 @@ class Context:
         if not url:
             raise NotApplicable("the profile names no key_server endpoint")
         ca, cert, key_file, server = self._material(identity, certificate)
-        self.eases[key] = Eas(url, self.binding, ca=ca, cert=cert, key=key_file, server_cert=server)
+        routes = route_patterns(self.binding)
+        shown = {"none": None, "own": identity, "foreign": f"{identity} (another CA)"}.get(certificate, certificate)
+
+        def record(response: Any) -> None:
+            self.client_exchanges.append(client_exchange(response, routes, shown))
+
+        self.eases[key] = Eas(url, self.binding, ca=ca, cert=cert, key=key_file, server_cert=server, on_exchange=record)
         return self.eases[key]
 
     def _material(self, identity: str, certificate: str) -> tuple[Path, Path | None, Path | None, Any]:
@@ -105,16 +113,19 @@ class Context:
         return self.pcap.parent.parent / "keylogs" / f"{self.pcap.stem}.keys"
 
     def trace(self) -> list[dict[str, Any]]:
-        """The decoded exchange of the case: EMSDP messages, or for an EMSE the DTLS datagrams and the
-        key-server requests the SUT made, in time order."""
+        """The decoded exchange of the case in time order: EMSDP messages (or, for an EMSE, DTLS datagrams and
+        the key-server requests the SUT made), and the requests the harness made of a key server under test."""
+        items = [{"key_request": e.to_dict(), "time": e.time} for e in self.client_exchanges]
         if self.profile.sut.kind != "emse":
             port = self.profile.hse_endpoint[1]
-            return [m.to_dict(self.codec) for m in read_trace(self.pcap, self.codec, port=port)]
-        from conformance.dtls.records import read_dtls_trace
+            items += [m.to_dict(self.codec) for m in read_trace(self.pcap, self.codec, port=port)]
+        else:
+            from conformance.dtls.records import read_dtls_trace
 
-        items = read_dtls_trace(self.pcap)
-        if self.peers is not None and self.peers.emks is not None:
-            items += [{"key_server": e.to_dict(), "time": e.time} for e in self.peers.emks.log.since(self.started)]
+            items += read_dtls_trace(self.pcap)
+            if self.peers is not None and self.peers.emks is not None:
+                since = self.peers.emks.log.since(self.started)
+                items += [{"key_server": e.to_dict(), "time": e.time} for e in since]
         return sorted(items, key=lambda item: item.get("time", 0))
 
     def close(self) -> None:

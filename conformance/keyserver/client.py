@@ -59,6 +59,7 @@ class KeyServerClient:
         key: Path | str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 10.0,
+        on_exchange: Callable[[httpx.Response], None] | None = None,
     ):
         if ssl_context is None:
             if ca is None:
@@ -66,7 +67,8 @@ class KeyServerClient:
             ssl_context = client_ssl_context(binding, ca=ca, cert=cert, key=key)
         self.binding = binding
         self.xml = KeyServerXml(binding)
-        self.http = httpx.Client(base_url=base_url, verify=ssl_context, timeout=timeout)
+        hooks = {"response": [on_exchange]} if on_exchange else {}
+        self.http = httpx.Client(base_url=base_url, verify=ssl_context, timeout=timeout, event_hooks=hooks)
 
     def __enter__(self) -> KeyServerClient:
         return self

@@ -66,23 +66,28 @@ class Ladder:
 
 
 KEY_SERVER = "key server"  # the lane of the harness's key server, for the requests an EMSE under test makes
+KEY_CLIENT = "key client"  # the lane of the harness's key-server client, towards an HSE's or EMKS's key server
+KEY_CLIENT_ROLE = {"hse": "EAS", "emks": "EMSE"}
 
 
 def build_ladder(trace: list[dict[str, Any]], sut_kind: str) -> Ladder:
     """The diagram of one case's trace (traces/<CASE>.json): EMSDP or DTLS datagrams between network endpoints,
-    and key-server exchanges (`key_server` entries: a request from the SUT to the harness, and its answer)."""
+    and key-server exchanges, each a request and its answer: `key_server` from the SUT to the harness's key
+    server, `key_request` from the harness's key client to the SUT."""
     ladder = Ladder()
     entries = [m for m in trace if _placed(m)]
     ladder.notes = [_note(m) for m in trace if not _placed(m)]
     if not entries:
         return ladder
-    datagrams = [m for m in entries if "key_server" not in m]
+    datagrams = [m for m in entries if "key_server" not in m and "key_request" not in m]
     harness, sut = _sides(datagrams) if datagrams else ([], [])
     role = HARNESS_ROLE.get(sut_kind, "peer")
     parties = [(e, f"harness ({role})") for e in harness] + [(e, f"SUT ({sut_kind.upper()})") for e in sut]
-    if len(datagrams) < len(entries):
-        if not sut:
-            parties.append(("", f"SUT ({sut_kind.upper()})"))
+    if any("key_request" in m for m in entries):
+        parties.insert(0, (KEY_CLIENT, f"harness ({KEY_CLIENT_ROLE.get(sut_kind, 'key client')})"))
+    if len(datagrams) < len(entries) and not sut:
+        parties.append(("", f"SUT ({sut_kind.upper()})"))
+    if any("key_server" in m for m in entries):
         parties.append((KEY_SERVER, "harness (key server)"))
     step = (WIDTH - TIME_COLUMN) / len(parties)
     ladder.lanes = [Lane(TIME_COLUMN + step * (i + 0.5), party, e) for i, (e, party) in enumerate(parties)]
@@ -92,10 +97,11 @@ def build_ladder(trace: list[dict[str, Any]], sut_kind: str) -> Ladder:
     for m in entries:
         detail = json.dumps(m, indent=1, sort_keys=True, default=str)
         problems = tuple(str(p) for p in [*(m.get("problems") or ()), *([m["problem"]] if m.get("problem") else [])])
-        if "key_server" in m:
-            exchange = m["key_server"]
-            request = (sut_x, x[KEY_SERVER], str(exchange.get("http") or "request"), _fields(exchange, _REQUEST))
-            answer = (x[KEY_SERVER], sut_x, str(exchange.get("status", "no answer")), _fields(exchange, _ANSWER))
+        if "key_server" in m or "key_request" in m:  # the SUT asks the harness's key server, or the other way
+            client, server = (sut_x, x[KEY_SERVER]) if "key_server" in m else (x[KEY_CLIENT], sut_x)
+            exchange = m.get("key_server") or m["key_request"]
+            request = (client, server, str(exchange.get("http") or "request"), _fields(exchange, _REQUEST))
+            answer = (server, client, str(exchange.get("status", "no answer")), _fields(exchange, _ANSWER))
             _arrow(ladder, *request, _time(m), first, detail, problems)
             _arrow(ladder, *answer, _time(m), first, "", (), anchor=len(ladder.arrows))
         else:
@@ -187,7 +193,9 @@ def _fields(exchange: dict[str, Any], keys: tuple[str, ...]) -> str:
 
 def _placed(entry: Any) -> bool:
     """Whether a trace entry goes on the diagram: a datagram between two endpoints, or a key-server exchange."""
-    return isinstance(entry, dict) and (bool(entry.get("src") and entry.get("dst")) or "key_server" in entry)
+    return isinstance(entry, dict) and (
+        bool(entry.get("src") and entry.get("dst")) or "key_server" in entry or "key_request" in entry
+    )
 
 
 _HEADER_FIELDS = (("session_id", "sid"), ("counter", "ctr"), ("key_id", "key"))

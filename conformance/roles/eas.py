@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from conformance.keyserver.app import create_notification_app
 from conformance.keyserver.client import KeyServerClient
@@ -25,9 +27,12 @@ class Eas:
         cert: Path | None,
         key: Path | None,
         server_cert: tuple[Path, Path] | None = None,
+        on_exchange: Callable[[httpx.Response], None] | None = None,
     ):
         self.binding = binding
-        self.client = KeyServerClient(base_url, binding, ca=ca, cert=cert, key=key, timeout=5.0)
+        self.client = KeyServerClient(
+            base_url, binding, ca=ca, cert=cert, key=key, timeout=5.0, on_exchange=on_exchange
+        )
         self.ca = ca
         self._server_cert = server_cert
         self.pushed: queue.Queue[tuple[UeKey, str | None]] = queue.Queue()

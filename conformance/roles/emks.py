@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from conformance.keyserver.app import create_app
 from conformance.keyserver.certs import CertificateDirectory, certificate_identity
 from conformance.keyserver.server import KeyServer, server_ssl_context
@@ -89,7 +91,36 @@ class ExchangeLog:
                 self._arrived.wait(remaining)
 
 
-def _route_patterns(binding: Mapping[str, Any]) -> list[tuple[str, re.Pattern[str]]]:
+def client_exchange(response: Any, routes: list[tuple[str, re.Pattern[str]]], identity: str | None) -> Exchange:
+    """An exchange the harness made as a key-server client (an httpx response), in the same form as those it
+    records as a server. The answer's body is left out: it may carry a key."""
+    request = response.request
+    path = request.url.path
+    route, params = next(((name, m.groupdict()) for name, pattern in routes if (m := pattern.match(path))), (None, {}))
+    stream = response.extensions.get("network_stream")
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    return Exchange(
+        time.time(),
+        request.method,
+        path,
+        route,
+        params,
+        response.status_code,
+        identity,
+        ssl_object.version() if ssl_object is not None else None,
+        request.headers.get("content-type", ""),
+        _request_body(request),
+    )
+
+
+def _request_body(request: httpx.Request) -> bytes:
+    try:
+        return request.content
+    except httpx.RequestNotRead:  # a streamed body (e.g. chunked): not kept
+        return b"(streamed body, not kept)"
+
+
+def route_patterns(binding: Mapping[str, Any]) -> list[tuple[str, re.Pattern[str]]]:
     return [
         (name, re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$"))
         for name, path in binding.section("rest.paths").items()
@@ -98,7 +129,7 @@ def _route_patterns(binding: Mapping[str, Any]) -> list[tuple[str, re.Pattern[st
 
 def recorded(app: Any, binding: Any, log: ExchangeLog) -> Any:
     """The ASGI app, recording each HTTP exchange into `log` once it is answered (or abandoned)."""
-    routes = _route_patterns(binding)
+    routes = route_patterns(binding)
 
     async def recording_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

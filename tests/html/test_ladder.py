@@ -90,3 +90,20 @@ def test_an_emse_talks_dtls_to_the_ue_and_asks_the_key_server(runs):
     assert all(a.anchor == a.number - 1 and not a.detail for a in answers), "an answer opens its request's details"
     hello = ladder.arrows[0]
     assert hello.label == "ClientHello" and hello.x2 == sut and "DTLS 1.2" in hello.fields
+
+
+def test_towards_an_emks_the_harness_asks_as_the_emse_and_no_key_is_recorded(runs):
+    """An EMKS under test: the requests the harness's EMSE makes go from its lane to the SUT's, each answered;
+    the answer's body (which may carry a key) is not in the trace."""
+    run = runs["emks"]
+    trace = trace_of(run, lambda t: any(m.get("key_request", {}).get("route") == "ue_key" for m in t))
+    ladder = build_ladder(trace, "emks")
+    assert [lane.party for lane in ladder.lanes] == ["harness (EMSE)", "SUT (EMKS)"]
+    client, sut = (lane.x for lane in ladder.lanes)
+    exchanges = [m["key_request"] for m in trace if "key_request" in m]
+    requests = [a for a in ladder.arrows if a.x1 == client]
+    assert [a.label for a in requests] == [e["http"] for e in exchanges] and all(a.x2 == sut for a in requests)
+    assert [a.label for a in ladder.arrows if a.x1 == sut] == [str(e["status"]) for e in exchanges]
+    assert all(e["identity"] == "emse-1" and e["tls"] in ("TLSv1.2", "TLSv1.3") for e in exchanges)
+    fetch = next(e for e in exchanges if e["route"] == "ue_key")
+    assert fetch["body"] == "" and "Key>" not in json.dumps(trace)
