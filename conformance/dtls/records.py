@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,8 +215,6 @@ def read_dtls_trace(path: str | Path, port: int | None = None) -> list[dict[str,
 def client_hello(version: int, suites: list[int], cookie: bytes = b"", message_seq: int = 0) -> bytes:
     """One DTLS record holding a ClientHello offering `version` only, no extensions: a probe, so it is built
     here rather than by a DTLS library that would not offer an obsolete version at all."""
-    import os
-
     body = (
         version.to_bytes(2, "big")
         + os.urandom(32)

@@ -222,6 +222,15 @@ def provisioned_run(ctx: Any, index: int, emse_id: str) -> tuple[str, bytes, byt
     return subscriber.imsi, keys["key_id"], keys["e2m_key"], kept
 
 
+def provisioned_new(ctx: Any, emse_id: str) -> tuple[str, bytes, bytes]:
+    """(UE id, key id, e2m_key for this EMSE) of the AKA run the provision trigger made in this case."""
+    rand = ctx.saved.get("provisioned.rand")
+    if rand is None:
+        raise Inconclusive("no AKA run was provisioned in this case (trigger: provision)")
+    keys = e2m_keys(ctx, rand, emse_id)
+    return ctx.profile.pixit.subscribers[0].imsi, keys["key_id"], keys["e2m_key"]
+
+
 def e2m_keys(ctx: Any, rand: bytes, emse_id: str) -> dict[str, bytes]:
     """key_id, e2m_int_key and e2m_key of the first PIXIT subscriber's AKA run with this RAND, for one EMSE."""
     from conformance.crypto.keys import KeyHierarchy
@@ -260,12 +269,8 @@ def key_check(
         raise Inconclusive("the EAS is not registered")
     if isinstance(which, dict):
         ue_id, key_id, expected = provisioned_key(ctx, which, identity)
-    elif which == "provisioned_new":  # the AKA run the provision trigger made in this case
-        rand = ctx.saved.get("provisioned.rand")
-        if rand is None:
-            raise Inconclusive("no AKA run was provisioned in this case (trigger: provision)")
-        keys = e2m_keys(ctx, rand, identity)
-        ue_id, key_id, expected = ctx.profile.pixit.subscribers[0].imsi, keys["key_id"], keys["e2m_key"]
+    elif which == "provisioned_new":
+        ue_id, key_id, expected = provisioned_new(ctx, identity)
     else:
         ue = ctx.ue()
         if ue.session is None:

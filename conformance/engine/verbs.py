@@ -9,7 +9,7 @@ from typing import Any
 
 from conformance.crypto.aka import AutnOutcome
 from conformance.engine.context import Context, NotApplicable
-from conformance.engine.matchers import e2m_keys, key_check, key_id_for, run_checks
+from conformance.engine.matchers import key_check, key_id_for, provisioned_new, run_checks
 from conformance.engine.results import CheckFailed, Inconclusive
 from conformance.keyserver.client import KeyServerError
 from conformance.roles.ue import ProtocolError, tlv_values
@@ -363,12 +363,8 @@ def _expect_push(ctx: Context, role: Any, identity: str, options: dict[str, Any]
     if pusher is None:
         raise CheckFailed("a push over mutual TLS", "the key server's client certificate", "no certificate")
     if options.get("key") == "provisioned_new":
-        rand = ctx.saved.get("provisioned.rand")
-        if rand is None:
-            raise Inconclusive("no AKA run was provisioned in this case (trigger: provision)")
-        keys = e2m_keys(ctx, rand, identity)
-        expected = {"ue_id": ctx.profile.pixit.subscribers[0].imsi, "key_id": keys["key_id"].hex()}
-        expected["key"] = keys["e2m_key"].hex()
+        ue_id, key_id, key = provisioned_new(ctx, identity)
+        expected = {"ue_id": ue_id, "key_id": key_id.hex(), "key": key.hex()}
         pushed = {"ue_id": doc.ue_id, "key_id": doc.key_id.hex(), "key": doc.key.hex()}
         if pushed != expected:
             raise CheckFailed("the pushed key is the new run's e2m_key", expected, pushed)

@@ -96,7 +96,7 @@ def client_exchange(response: Any, routes: list[tuple[str, re.Pattern[str]]], id
     records as a server. The answer's body is left out: it may carry a key."""
     request = response.request
     path = request.url.path
-    route, params = next(((name, m.groupdict()) for name, pattern in routes if (m := pattern.match(path))), (None, {}))
+    route, params = _match(routes, path)
     stream = response.extensions.get("network_stream")
     ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
     return Exchange(
@@ -118,6 +118,11 @@ def _request_body(request: httpx.Request) -> bytes:
         return request.content
     except httpx.RequestNotRead:  # a streamed body (e.g. chunked): not kept
         return b"(streamed body, not kept)"
+
+
+def _match(routes: list[tuple[str, re.Pattern[str]]], path: str) -> tuple[str | None, dict[str, str]]:
+    """The rest.paths name a path matches and its placeholders' values; (None, {}) for none."""
+    return next(((name, m.groupdict()) for name, pattern in routes if (m := pattern.match(path))), (None, {}))
 
 
 def route_patterns(binding: Mapping[str, Any]) -> list[tuple[str, re.Pattern[str]]]:
@@ -167,9 +172,7 @@ def _exchange(
 ) -> Exchange:
     tls = scope.get("extensions", {}).get("tls", {})
     chain = tls.get("client_cert_chain") or []
-    route, params = next(
-        ((name, m.groupdict()) for name, pattern in routes if (m := pattern.match(scope["path"]))), (None, {})
-    )
+    route, params = _match(routes, scope["path"])
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
     return Exchange(
         arrived,
