@@ -101,6 +101,8 @@ EXPECTED_CATCHERS: dict[str, dict[str, list[str]]] = {
         "emse_any_psk_identity": ["EMSE-KEY-007", "EMSE-KEY-008", "EMSE-KEY-009"],
         "emse_never_deregisters": ["EMSE-DEREG-001"],
         "emse_uses_deleted_session": ["EMSE-DEREG-002"],
+        "emse_old_tls": ["EMSE-REG-005"],
+        "emse_wrong_content_type": ["EMSE-REG-001"],
         "emse_no_tls12": ["EMSE-REG-007"],
         "emse_no_tls13": ["EMSE-REG-008"],
     },

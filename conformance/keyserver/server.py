@@ -46,13 +46,17 @@ def server_ssl_context(
     required (`tls.client_certificate_required`) unless fault `client_cert_not_required` makes them optional;
     faults `tls12_not_supported` / `tls13_not_supported` drop a version TS 33.210 6.2 requires.
     `observe_clients` (the harness's key server facing a client under test) accepts a client without a
-    certificate so that the request can be recorded as evidence; the app then refuses it (no identity)."""
+    certificate, or one speaking a TLS version below the minimum, so that the request is recorded as evidence;
+    the app then refuses the first (no identity), the cases judge the second."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = minimum_tls_version(binding)
     context.load_cert_chain(str(cert), str(key))
     context.load_verify_locations(cafile=str(ca))
     required = binding["tls.client_certificate_required"] and "client_cert_not_required" not in set(faults)
     required = required and not observe_clients
+    if observe_clients:
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL's default level would refuse TLS 1.0/1.1 itself
     if "tls12_not_supported" in set(faults):
         context.minimum_version = ssl.TLSVersion.TLSv1_3
     if "tls13_not_supported" in set(faults):

@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from conformance.dtls.psk import DtlsPskServer, parse_psk_identity
-from conformance.keyserver.client import KeyServerClient, client_ssl_context
+from conformance.keyserver.client import KeyServerClient, KeyServerError, client_ssl_context
 
 logger = logging.getLogger("conformance.emse")
+TEXT_XML = {"content-type": "text/xml"}  # fault emse_wrong_content_type
 
 
 class ReferenceEmse:
@@ -52,6 +54,11 @@ class ReferenceEmse:
             context.minimum_version = ssl.TLSVersion.TLSv1_3
         if "emse_no_tls13" in self.faults:
             context.maximum_version = ssl.TLSVersion.TLSv1_2
+        if "emse_old_tls" in self.faults:
+            with warnings.catch_warnings():  # the ssl module deprecates the very version this fault uses
+                warnings.simplefilter("ignore", DeprecationWarning)
+                context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_1
+            context.set_ciphers("DEFAULT:@SECLEVEL=0")
         self.client = KeyServerClient(key_server_url, binding, ssl_context=context, timeout=timeout)
         self.session_id: str | None = None
         self._cache: dict[str, bytes] = {}  # UE id -> first key (fault emse_key_cached)
@@ -82,11 +89,20 @@ class ReferenceEmse:
         claimed = f"{self.emse_id}-old" if "emse_registers_wrong_id" in self.faults else self.emse_id
         with self._lifecycle:  # a deregistration asked meanwhile waits for this registration's answer
             try:
-                session = self.client.register(claimed)
+                session = self._register(claimed)
             except Exception as exc:  # a TLS refusal or an HTTP error alike
                 logger.warning("registration with the EMKS failed: %s", exc)
                 return
             self.session_id = session
+
+    def _register(self, claimed: str) -> str:
+        if "emse_wrong_content_type" not in self.faults:
+            return self.client.register(claimed)
+        body = self.client.xml.registration(claimed)
+        response = self.client.request("POST", self.client.path("register"), content=body, headers=TEXT_XML)
+        if response.status_code not in self.binding["rest.status.registered"]:
+            raise KeyServerError("registration refused", response)
+        return self.client.xml.parse_registration_answer(response.content)
 
     def deregister(self) -> None:
         with self._lifecycle:

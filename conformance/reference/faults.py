@@ -89,6 +89,13 @@ CATALOGUE: tuple[Fault, ...] = (
         "when no key is found for a PSK identity, the last key fetched is used instead of refusing",
     ),
     Fault("emse_never_deregisters", "emse", "protocol", "deregistration is never sent"),
+    Fault("emse_old_tls", "emse", "keyserver", "the EMSE talks to its key server in TLS 1.1"),
+    Fault(
+        "emse_wrong_content_type",
+        "emse",
+        "keyserver",
+        "the registration is sent as text/xml, not the binding's content type",
+    ),
     Fault("emse_no_tls12", "emse", "keyserver", "the EMSE talks to its key server in TLS 1.3 only"),
     Fault("emse_no_tls13", "emse", "keyserver", "the EMSE talks to its key server in TLS 1.2 only"),
     Fault(

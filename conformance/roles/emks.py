@@ -27,6 +27,7 @@ from conformance.keyserver.certs import CertificateDirectory, certificate_identi
 from conformance.keyserver.server import KeyServer, server_ssl_context
 from conformance.keyserver.store import EmksStore
 
+KEPT = 1 << 20  # octets of a request body kept as evidence
 TLS_VERSION_NAMES = {0x0301: "TLSv1", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
 
 
@@ -140,19 +141,26 @@ def recorded(app: Any, binding: Any, log: ExchangeLog) -> Any:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        arrived, body, logged = time.time(), bytearray(), False
+        arrived, logged = time.time(), False
+        # The body is read before the app sees it, so that it is on record even when the app answers without
+        # reading it (e.g. 415 for a wrong content type); past KEPT octets the rest streams to the app as sent.
+        body, more = bytearray(), True
+        while more and len(body) < KEPT:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body.extend(message.get("body", b""))
+            more = message.get("more_body", False)
+        replay = [{"type": "http.request", "body": bytes(body), "more_body": more}]
 
         def log_once(status: int | None) -> None:
             nonlocal logged
             if not logged:
                 logged = True
-                log.add(_exchange(scope, routes, arrived, status, bytes(body)))
+                log.add(_exchange(scope, routes, arrived, status, bytes(body[:KEPT])))
 
         async def receive_and_keep() -> dict[str, Any]:
-            message = await receive()
-            if message["type"] == "http.request" and len(body) < 1 << 20:
-                body.extend(message.get("body", b""))
-            return message
+            return replay.pop() if replay else await receive()
 
         async def send_and_log(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
