@@ -7,6 +7,7 @@ with its file and line, so a suite author never meets a traceback.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import yaml
 LEVELS = ("shall", "should", "may")
 SUT_KINDS = ("hse", "emks", "emse")
 REF_PATTERN = re.compile(r"^(TS|TR) \d\d\.\d{3}( [A-Z]?[\d.]+[\w.-]*| Annex [A-Z](\.[\d.]+)?)?$|^seed \d{3} [\w.]+$")
+STEP_KEYS = ("with", "check", "within", "as")  # beside its verb, what a step may have
 CASE_FIELDS = ("id", "title", "refs", "requirements", "level", "applies", "steps", "purpose", "rests_on", "negative")
 
 
@@ -162,9 +164,15 @@ def _step(where: str, raw: Any, report: LintReport) -> Step | None:
         return None
     line = raw.get("__line__", 1)
     body = {k: v for k, v in raw.items() if k != "__line__"}
-    verbs = [k for k in body if k not in ("with", "check", "within", "as")]
+    verbs = [k for k in body if k not in STEP_KEYS]
     if len(verbs) != 1:
-        report.add(where, line, f"a step needs exactly one verb, got {verbs or 'none'}")
+        hints = [
+            f"; did you mean {close[0]!r} for {key!r}?"
+            for key in verbs
+            for close in [difflib.get_close_matches(str(key), STEP_KEYS, n=1, cutoff=0.6)]
+            if close
+        ]
+        report.add(where, line, f"a step needs exactly one verb, got {verbs or 'none'}{''.join(hints)}")
         return None
     verb = verbs[0]
     args = {k: _strip_lines(v) for k, v in body.items() if k != verb}

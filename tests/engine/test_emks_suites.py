@@ -83,10 +83,10 @@ def test_lint_knows_the_eas_actions_and_options(tmp_path):
     )
     _, report = load_suite([suite])
     text = "\n".join(report.errors)
-    assert "unknown eas action 'fetch_keys'" in text
-    assert "unknown eas option 'colour'" in text
-    assert "post_raw needs body" in text
-    assert "key must be" in text
+    assert "eas: unknown action 'fetch_keys'; did you mean 'fetch_key'?" in text
+    assert "eas: unknown option 'colour'" in text
+    assert "eas: option body: unknown post_raw body 'huge'" in text
+    assert "eas: option key.expect: must be 'unknown', got 'found'" in text
 
 
 # ---- the conformant reference passes ------------------------------------------------------------------

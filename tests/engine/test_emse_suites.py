@@ -69,8 +69,8 @@ def test_lint_knows_the_emse_verbs(tmp_path):
         encoding="utf-8",
     )
     text = "\n".join(load_suite([suite])[1].errors)
-    assert "unknown emks action" in text and "unknown matcher 'colour'" in text
-    assert "unknown dtls option 'hue'" in text and "dtls expect must be one of" in text
+    assert "emks: unknown action 'registrations'" in text and "emks: unknown matcher 'colour'" in text
+    assert "dtls: unknown option 'hue'" in text and "dtls: option expect: unknown value 'maybe'" in text
     assert "a negative case must expect the SUT's reaction" in text  # nothing above is refused or absent
 
 
