@@ -1,4 +1,5 @@
-"""TLV values in and out of their octets: IMSI, UE and HSE configuration, serving network, causes.
+"""TLV values in and out of their octets: IMSI, UE and HSE configuration, serving network, causes; and a
+received message's TLVs by name (`tlv_values`).
 
 Pure functions over a `Layout`; a value that does not decode raises ValueError with what is wrong, which the
 codec turns into a problem flagged on the packet.
@@ -6,10 +7,13 @@ codec turns into a problem flagged on the packet.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conformance.crypto.suci import SuciError, build_suci, parse_suci
 from conformance.emsdp.layout import VALUE_KINDS, Layout
+
+if TYPE_CHECKING:
+    from conformance.emsdp.layers import EmsdpPacket
 
 IMSI_OCTETS = 8  # EF_IMSI bytes 2..9 (TS 31.102 4.2.2, digest 4.3)
 _IMSI_TYPE = 0b001
@@ -133,3 +137,13 @@ def decode_value(layout: Layout, tlv: str, value: bytes) -> Any:
 def _expect_size(layout: Layout, tlv: str, value: bytes) -> None:
     if problem := layout.size_problem(tlv, len(value)):
         raise ValueError(problem)
+
+
+def tlv_values(packet: EmsdpPacket) -> dict[str, bytes]:
+    """A CP message's TLVs by name (the first of each); unknown tags are left out."""
+    found: dict[str, bytes] = {}
+    for tlv in getattr(packet, "tlvs", []):
+        name = getattr(tlv, "tag_name", None)
+        if name and name not in found:
+            found[name] = tlv.value
+    return found

@@ -3,18 +3,21 @@
 It does what a conformant UE does and nothing it is not told to: verifies AUTN (answering AUTS on an SQN
 failure), derives the keys the HSE configuration announces, keeps its counters, protects what it sends and
 checks what it receives. Tests and suites steer it step by step and look at every message themselves.
+
+What it sends and reads goes through datagram hygiene (`datagrams`): the network's duplicates, delays and
+reordering are set aside and noted, never handed out as the SUT's answer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.capture.tap import PcapTap, TappedUdpSocket
+from conformance.capture.tap import PcapTap
 from conformance.crypto.aka import AutnCheck, AutnOutcome, SqnPolicy, Usim
 from conformance.crypto.keys import KeyHierarchy
 from conformance.crypto.milenage import Milenage
@@ -22,7 +25,46 @@ from conformance.crypto.protect import DOWNLINK, UPLINK
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.layers import EmsdpPacket
 from conformance.emsdp.secure import MessageSecurity
-from conformance.emsdp.values import decode_hse_config, encode_imsi, encode_serving_network, encode_ue_config
+from conformance.emsdp.values import (
+    decode_hse_config,
+    encode_imsi,
+    encode_serving_network,
+    encode_ue_config,
+    tlv_values,
+)
+from conformance.roles.datagrams import (
+    DUPLICATE,
+    FOLLOWED,
+    LATE,
+    SILENCE,
+    STALE,
+    SUPERSEDED,
+    Datagrams,
+    annotate_trace,
+    late_grace,
+)
+from conformance.roles.errors import LateReply, NoReply, NotJudgeable, PortUnreachable, ProtocolError
+from conformance.roles.udp import UdpLink
+
+__all__ = [  # what the engine and tests take from the UE role, wherever it lives
+    "DUPLICATE",
+    "FOLLOWED",
+    "LATE",
+    "SILENCE",
+    "STALE",
+    "SUPERSEDED",
+    "Credentials",
+    "LateReply",
+    "NoReply",
+    "NotJudgeable",
+    "PortUnreachable",
+    "ProtocolError",
+    "Ue",
+    "UeSession",
+    "annotate_trace",
+    "late_grace",
+    "tlv_values",
+]
 
 
 @dataclass(frozen=True)
@@ -56,10 +98,7 @@ class UeSession:
     hse_cp_seen: int = -1
     hse_up_seen: int = -1
     log: list[str] = field(default_factory=list)
-
-
-class ProtocolError(AssertionError):
-    """The HSE answered something the UE cannot accept; the message says what."""
+    opened: int = 0  # arrival (ns since the epoch) of the Session Start the session comes from
 
 
 class Ue:
@@ -89,12 +128,11 @@ class Ue:
         self.snn = snn
         self.eas_id = eas_id
         self.timeout = timeout
-        family = socket.AF_INET6 if ":" in hse[0] else socket.AF_INET
-        self.sock: Any = TappedUdpSocket(tap, family) if tap else socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.settimeout(timeout)
+        link = UdpLink(hse, tap, timeout)
+        self.sock: Any = link.sock
         self.session: UeSession | None = None
         self.last_request = b""
-        self.received_from: tuple[str, int] | None = None
+        self.datagrams = Datagrams(self, link)
 
     def close(self) -> None:
         self.sock.close()
@@ -105,23 +143,98 @@ class Ue:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- wire --------------------------------------------------------------------------------------
+    # ---- wire: through datagram hygiene (datagrams.py) ---------------------------------------------
 
     def send(self, message: EmsdpPacket | bytes) -> bytes:
+        """Send a message to the HSE. What already arrived is read first (`drain`): none of it can answer this."""
         raw = bytes(message)
-        self.sock.sendto(raw, self.hse)
+        if self.datagrams.send(raw):
+            self.last_request = raw
         return raw
 
-    def receive(self, timeout: float | None = None) -> EmsdpPacket | None:
-        """The next datagram from anywhere, decoded with the session's counter scheme; None on silence."""
-        self.sock.settimeout(self.timeout if timeout is None else timeout)
-        try:
-            data, self.received_from = self.sock.recvfrom(65535)
-        except TimeoutError:
-            return None
-        except OSError:  # e.g. ICMP port unreachable: the SUT closed its port; to the UE that is silence
-            return None
-        return self.codec.decode(data, self.session.scheme if self.session else None)
+    def receive(
+        self, timeout: float | None = None, *, grace: float = 0.0, expecting: str | None = None
+    ) -> EmsdpPacket | None:
+        """The next datagram that can be the answer the UE waits for, or None on silence (`Datagrams.receive`)."""
+        return self.datagrams.receive(timeout, grace=grace, expecting=expecting)
+
+    def expect_silence(self, window: float, what: str = "the silence window") -> EmsdpPacket | None:
+        """The first datagram within `window` that can be a reaction to the UE's last message, or None
+        (`Datagrams.expect_silence`)."""
+        return self.datagrams.expect_silence(window, what)
+
+    def drain(self) -> None:
+        """Read, without waiting, what already arrived (`Datagrams.drain`)."""
+        self.datagrams.drain()
+
+    def listen(self, seconds: float) -> None:
+        """Read what arrives for `seconds`, handing nothing out (`Datagrams.listen`)."""
+        self.datagrams.listen(seconds)
+
+    def check_judged(self) -> None:
+        """Raise LateReply if a datagram came after a silence window before the next step acted."""
+        self.datagrams.check_judged()
+
+    def follow_answer(self) -> None:
+        """Before anything uses the session: follow the HSE's newer answer to a duplicated Session Request
+        (`Datagrams.follow_answer`)."""
+        self.datagrams.follow_answer()
+
+    @property
+    def received_from(self) -> tuple[str, int] | None:
+        return self.datagrams.received_from
+
+    @property
+    def received_at(self) -> int | None:
+        """Arrival (ns since the epoch) of the last datagram handed out."""
+        return self.datagrams.received_at
+
+    @property
+    def last_received(self) -> EmsdpPacket | None:
+        return self.datagrams.last_received
+
+    @property
+    def notes(self) -> list[dict[str, Any]]:
+        """The datagrams set aside, and why: evidence for the case's trace."""
+        return self.datagrams.notes
+
+    @property
+    def spoiled(self) -> str | None:
+        """Why what follows cannot be judged: the network duplicated the request of the session in use."""
+        return self.datagrams.spoiled
+
+    @property
+    def second_answers(self) -> list[tuple[int, int]]:
+        """(arrival, session id) of second answers to a Session Request."""
+        return self.datagrams.second_answers
+
+    @property
+    def superseded(self) -> dict[int, UeSession]:
+        """Sessions the UE left for the HSE's answer to a duplicated Session Request."""
+        return self.datagrams.superseded
+
+    @property
+    def path_duplicates(self) -> bool:
+        """Whether this UE, or another of this process, saw the network duplicate datagrams towards the HSE."""
+        return self.datagrams.path_duplicates
+
+    @property
+    def held_session(self) -> int | None:
+        """The session the UE works on: its open session, else the one its AUTS or its answer names."""
+        if self.session is not None:
+            return self.session.id
+        return self.datagrams.held_session
+
+    def says_unknown_session(self, packet: EmsdpPacket | None) -> bool:
+        """Whether a message is a Message Reject with the cause unknown_session."""
+        if packet is None or not self._is_command_packet(packet, "message_reject"):
+            return False
+        cause = tlv_values(packet).get("cause")
+        return bool(cause) and cause[0] == self.layout.causes.get("unknown_session")
+
+    def _is_command_packet(self, packet: EmsdpPacket, name: str) -> bool:
+        fields = getattr(packet, "fields", {})
+        return getattr(packet, "plane", None) == "cp" and fields.get("cmd") == self.layout.commands.get(name)
 
     # ---- session set-up ----------------------------------------------------------------------------
 
@@ -179,19 +292,12 @@ class Ue:
             )
         except ValueError as exc:
             raise ProtocolError(f"Session Start does not decode: {exc}: {self.codec.describe(packet)}") from None
+        self.datagrams.usim_ran(packet, check)
         if check.outcome is not AutnOutcome.OK:
             return check
-        inputs = {
-            "rand": tlvs["rand"],
-            "sqn_xor_ak": tlvs["autn"][:6],
-            "snn": self.snn.encode("utf-8"),
-            "eas_id": self.eas_id.encode("utf-8"),
-            "enc_alg_id": bytes([config["ciphering_algorithm"]]),
-            "int_alg_id": bytes([config["integrity_algorithm"]]),
-        }
-        derived, _ = self.hierarchy.derive_all(ck=check.ck, ik=check.ik, key_agreement=agreement, inputs=inputs)
-        keys = {name: d.value for name, d in derived.items()}
+        keys = self._keys(tlvs, config, check.ck, check.ik)
         scheme = config.get("counter_scheme", self.layout.default_scheme)
+        self.datagrams.session_opened(packet.session_id, self.session.id if self.session is not None else None)
         self.session = UeSession(
             packet.session_id,
             scheme,
@@ -200,17 +306,60 @@ class Ue:
             check.res,
             keys,
             self._checksum_ok(tlvs.get("request_checksum"), keys),
+            opened=self.datagrams.received_at or time.time_ns(),
         )
         return check
+
+    def _keys(self, tlvs: Mapping[str, bytes], config: Mapping[str, Any], ck: bytes, ik: bytes) -> dict[str, bytes]:
+        """The session keys of a Session Start's AKA run (the USIM's CK and IK), by the HSE configuration."""
+        inputs = {
+            "rand": tlvs["rand"],
+            "sqn_xor_ak": tlvs["autn"][:6],
+            "snn": self.snn.encode("utf-8"),
+            "eas_id": self.eas_id.encode("utf-8"),
+            "enc_alg_id": bytes([config["ciphering_algorithm"]]),
+            "int_alg_id": bytes([config["integrity_algorithm"]]),
+        }
+        agreement = config.get("key_agreement")
+        derived, _ = self.hierarchy.derive_all(ck=ck, ik=ik, key_agreement=agreement, inputs=inputs)
+        return {name: d.value for name, d in derived.items()}
 
     def _checksum_ok(self, checksum: bytes | None, keys: Mapping[str, bytes]) -> bool:
         if checksum is None:
             return False
+        return hmac.compare_digest(self._request_checksum(self.last_request, keys)[: len(checksum)], checksum)
+
+    def _request_checksum(self, request: bytes, keys: Mapping[str, bytes]) -> bytes:
+        """The request checksum of a Session Request, full length: keyed with the session's CP integrity key
+        (hmac-sha256) or not (sha256), as the binding says."""
         if self.binding["emsdp.request_checksum.algorithm"] == "hmac-sha256":
-            expected = hmac.digest(self.security.key(keys, "cp", "integrity"), self.last_request, hashlib.sha256)
-        else:
-            expected = hashlib.sha256(self.last_request).digest()
-        return hmac.compare_digest(expected[: len(checksum)], checksum)
+            return hmac.digest(self.security.key(keys, "cp", "integrity"), request, hashlib.sha256)
+        return hashlib.sha256(request).digest()
+
+    def checksum_covers(self, packet: EmsdpPacket, request: bytes) -> bool | None:
+        """Whether a Session Start's request checksum covers `request`; None if it cannot be told. The USIM is
+        not run: its SQN stays as it is."""
+        tlvs = tlv_values(packet)
+        checksum = tlvs.get("request_checksum")
+        if not checksum:
+            return None
+        keys: dict[str, bytes] = {}
+        if self.binding["emsdp.request_checksum.algorithm"] == "hmac-sha256":
+            try:  # the key is the session's: derive it as the USIM would, without touching the USIM's SQN
+                ck, ik = self.milenage.f2345(tlvs["rand"])[1:3]
+                keys = self._keys(tlvs, decode_hse_config(self.layout, tlvs["hse_config"]), ck, ik)
+            except (KeyError, ValueError):
+                return None
+        return hmac.compare_digest(self._request_checksum(request, keys)[: len(checksum)], checksum)
+
+    def sqn_of(self, packet: EmsdpPacket) -> int | None:
+        """The SQN a Session Start's AUTN carries (unmasked with AK), to tell the newer of two answers."""
+        tlvs = tlv_values(packet)
+        rand, autn = tlvs.get("rand"), tlvs.get("autn")
+        if not rand or not autn or len(autn) != 16:
+            return None
+        ak = self.milenage.f2345(rand)[3]
+        return int.from_bytes(bytes(a ^ b for a, b in zip(autn[:6], ak, strict=True)), "big")
 
     def start(self, **request: Any) -> UeSession:
         """Session Request, Session Start accepted by the USIM, Start Confirmation with RES."""
@@ -223,15 +372,18 @@ class Ue:
         return self.session
 
     def confirm(self, res: bytes | None = None) -> EmsdpPacket:
-        session = self._session()
+        session = self._using()
         return self.send_protected("session_start_confirmation", [("res", session.res if res is None else res)])
 
     def send_auts(self, auts: bytes, session_id: int) -> EmsdpPacket:
-        """Start Confirmation without keys (Key ID 0) carrying AUTS: please resynchronise."""
+        """Start Confirmation without keys (Key ID 0) carrying AUTS: please resynchronise. If the UE followed a
+        newer answer to its request (the network duplicated it), the AUTS is that answer's, on its session."""
+        auts, session_id = self.datagrams.auts_to_send(auts, session_id)
         message = self.codec.cp(
             "session_start_confirmation", [("auts", auts)], key_id=0, counter=0, session_id=session_id
         )
         self.send(message)
+        self.datagrams.auts_sent(session_id)  # the HSE answers the AUTS with a new Session Start for the request
         return message
 
     # ---- protected messages ------------------------------------------------------------------------
@@ -241,9 +393,16 @@ class Ue:
             raise ProtocolError("no BEST session")
         return self.session
 
+    def _using(self) -> UeSession:
+        """The session, about to carry a message: first follow a newer answer to its request, if any."""
+        self.datagrams.follow_answer()
+        session = self._session()
+        self.datagrams.using(session.id)
+        return session
+
     def protected(self, command: str, tlvs: list[tuple[str, bytes]], *, counter: int | None = None) -> EmsdpPacket:
         """An uplink CP message under the session's keys, with the next counter unless one is given."""
-        session = self._session()
+        session = self._using()
         if counter is None:
             session.cp_counter += 1
             counter = session.cp_counter
@@ -265,7 +424,7 @@ class Ue:
 
     def user_data(self, data: bytes, *, counter: int | None = None) -> EmsdpPacket:
         """An uplink UP message: ciphered when the service is confidential, always integrity protected."""
-        session = self._session()
+        session = self._using()
         if counter is None:
             session.up_counter += 1
             counter = session.up_counter
@@ -298,11 +457,12 @@ class Ue:
             )
         return packet.data
 
-    def expect(self, command: str | None, timeout: float | None = None) -> EmsdpPacket:
-        """The next message, which must be `command` (a CP command name) or UP data (None)."""
-        packet = self.receive(timeout)
+    def expect(self, command: str | None, timeout: float | None = None, grace: float = 0.0) -> EmsdpPacket:
+        """The next message, which must be `command` (a CP command name) or UP data (None). NoReply on silence;
+        LateReply if it comes after `timeout` but within `grace` more."""
+        packet = self.receive(timeout, grace=grace, expecting=command or "up")
         if packet is None:
-            raise ProtocolError(f"expected {command or 'user-plane data'}, got silence")
+            raise NoReply(f"expected {command or 'user-plane data'}, got silence")
         got = (
             "up"
             if getattr(packet, "plane", None) == "up"
@@ -327,23 +487,4 @@ class Ue:
         if check.outcome is not AutnOutcome.OK:
             raise ProtocolError(f"Manage Keys AUTN refused: {check.reason}")
         self.send_protected("manage_keys_response", [("res", check.res)])
-        inputs = {
-            "rand": tlvs["rand"],
-            "sqn_xor_ak": tlvs["autn"][:6],
-            "snn": self.snn.encode("utf-8"),
-            "eas_id": self.eas_id.encode("utf-8"),
-            "enc_alg_id": bytes([session.config["ciphering_algorithm"]]),
-            "int_alg_id": bytes([session.config["integrity_algorithm"]]),
-        }
-        derived, _ = self.hierarchy.derive_all(ck=check.ck, ik=check.ik, key_agreement=agreement, inputs=inputs)
-        return check, {name: d.value for name, d in derived.items()}
-
-
-def tlv_values(packet: EmsdpPacket) -> dict[str, bytes]:
-    """A CP message's TLVs by name (the first of each); unknown tags are left out."""
-    found: dict[str, bytes] = {}
-    for tlv in getattr(packet, "tlvs", []):
-        name = getattr(tlv, "tag_name", None)
-        if name and name not in found:
-            found[name] = tlv.value
-    return found
+        return check, self._keys(tlvs, session.config, check.ck, check.ik)
