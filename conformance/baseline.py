@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-FAILING = ("fail", "inconclusive")  # the verdicts that make a run exit 1
+FAILING = ("fail", "inconclusive", "not run")  # the verdicts that make a run exit 1
 NOT_PASSING = (*FAILING, "warn")  # an expected failure that still does not pass is unchanged
 ENTRY_FIELDS = ("case", "reason", "ticket", "expires")
 FILE_NAME = "baseline.json"

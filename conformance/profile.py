@@ -35,7 +35,9 @@ def _hex(octets: int | None) -> Any:
         try:
             raw = bytes.fromhex(text)
         except ValueError:
-            raise ValueError(f"expected {want}, got {value!r}") from None
+            bad = next((c for c in text if c not in "0123456789abcdefABCDEF"), None)
+            why = f"not hex ({'a character other than 0-9, a-f' if bad else 'an odd number of digits'})"
+            raise ValueError(f"expected {want}: {why}, got {value!r}") from None
         if octets is not None and len(raw) != octets:
             raise ValueError(f"expected {want}, got {len(raw)} octets")
         return raw
@@ -67,6 +69,11 @@ class UdpEndpoint(Strict):
     port: int | None = Field(None, ge=1, le=65535, description="default: the binding's transport.udp_port")
 
 
+class ListenEndpoint(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535, description="0: a free port")
+
+
 class Endpoints(Strict):
     hse: UdpEndpoint | None = None
     emse: UdpEndpoint | None = Field(None, description="the EMSE's DTLS endpoint (default port: dtls.port)")
@@ -76,17 +83,51 @@ class Endpoints(Strict):
         description="base URL of the key-server REST: the SUT's (HSE, EMKS), or the harness's own EMKS that an "
         "EMSE under test registers with",
     )
+    notification: ListenEndpoint = Field(
+        ListenEndpoint(),
+        description="where the harness's push receiver listens for the key server's notifications (HTTPS with "
+        "mutual TLS); the SUT must reach it there",
+    )
+
+
+class CertKey(Strict):
+    """A certificate and its private key (PEM files)."""
+
+    cert: Path
+    key: Path
+
+
+class Receiver(CertKey):
+    """The server certificate of the harness's push receiver, which the SUT's key server must trust, and the CA
+    that issued the SUT's own client certificate for pushing (default: tls.ca)."""
+
+    ca: Path | None = None
 
 
 class Tls(Strict):
-    """PEM files for the key-server interface; for the reference SUTs generated on first use when absent.
-    Towards an HSE or EMKS: the CA that issued the SUT's server certificate, and the harness's client
-    certificate. Towards an EMSE: the harness EMKS's server certificate and key, and the CA that issued the
-    EMSE's client certificate."""
+    """PEM files for the key-server interfaces. Relative paths are read from the profile's folder; every file
+    is checked when the profile loads.
+
+    Towards an HSE or EMKS: `ca` issued the SUT's server certificate; `cert`/`key` are the harness's client
+    certificate for the default identity (pixit.eas_id, or pixit.emse_id towards an EMKS); `clients` gives one
+    for each further identity a case uses (e.g. eas2.example.com, emse-2); `receiver` is the server certificate
+    the harness's push receiver presents (without it the harness issues one from its own CA, which the SUT must
+    then trust: `best-conformance harness-ca` prints it). A certificate from a CA the SUT does not trust
+    ("foreign") the harness always makes itself.
+    Towards an EMSE: `cert`/`key` are the server certificate of the harness's EMKS, `ca` issued the EMSE's
+    client certificate."""
 
     ca: Path | None = None
     cert: Path | None = None
     key: Path | None = None
+    clients: dict[str, CertKey] = {}
+    receiver: Receiver | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Tls:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("give cert and key together")
+        return self
 
 
 class Subscriber(Strict):
@@ -208,6 +249,8 @@ def load_profile(source: str | Path | dict[str, Any]) -> LoadedProfile:
         data = source
     if not isinstance(data, dict):
         raise ProfileError(["expected a mapping with sut, pixit and the other sections"], origin)
+    if path is not None and "tls" in data:
+        data = {**data, "tls": _resolved(data["tls"], path.resolve().parent)}
 
     problems: list[str] = []
     profile = None
@@ -215,6 +258,8 @@ def load_profile(source: str | Path | dict[str, Any]) -> LoadedProfile:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
         problems += [f"{_path(e['loc'])}: {_message(e)}" for e in exc.errors()]
+    if profile is not None:
+        problems += tls_file_problems(profile.tls)
     binding = None
     try:
         binding = load_binding(data.get("binding") or {})
@@ -224,6 +269,72 @@ def load_profile(source: str | Path | dict[str, Any]) -> LoadedProfile:
     if problems:
         raise ProfileError(problems, origin)
     return LoadedProfile(profile, binding, path)
+
+
+TLS_FILE_FIELDS = ("ca", "cert", "key")
+
+
+def _resolved(tls: Any, base: Path) -> Any:
+    """The tls section with each relative file path made relative to the profile's folder (where a lab keeps
+    its certificates next to the profile), not to wherever the harness happens to be started."""
+    if not isinstance(tls, dict):
+        return tls
+    out: dict[str, Any] = {}
+    for name, value in tls.items():
+        if name in TLS_FILE_FIELDS and isinstance(value, str | Path) and not Path(value).is_absolute():
+            out[name] = str(base / value)
+        elif name == "clients" and isinstance(value, dict):
+            out[name] = {identity: _resolved(pair, base) for identity, pair in value.items()}
+        elif name == "receiver":
+            out[name] = _resolved(value, base)
+        else:
+            out[name] = value
+    return out
+
+
+def tls_file_problems(tls: Tls) -> list[str]:
+    """Each TLS file of the profile that is missing, unreadable or not what its field needs, with its field:
+    found when the profile loads, not as a FileNotFoundError verdict minutes into a run."""
+    fields: list[tuple[str, Path | None, str]] = [
+        ("tls.ca", tls.ca, "cert"),
+        ("tls.cert", tls.cert, "cert"),
+        ("tls.key", tls.key, "key"),
+    ]
+    for identity, pair in tls.clients.items():
+        fields += [(f"tls.clients.{identity}.cert", pair.cert, "cert")]
+        fields += [(f"tls.clients.{identity}.key", pair.key, "key")]
+    if tls.receiver is not None:
+        fields += [("tls.receiver.cert", tls.receiver.cert, "cert"), ("tls.receiver.key", tls.receiver.key, "key")]
+        fields.append(("tls.receiver.ca", tls.receiver.ca, "cert"))
+    problems = []
+    for where, file, kind in fields:
+        if file is None:
+            continue
+        problem = _pem_problem(file, kind)
+        if problem:
+            problems.append(f"{where}: {problem}: {file}")
+    return problems
+
+
+def _pem_problem(file: Path, kind: str) -> str | None:
+    """Why `file` cannot serve as a PEM certificate (kind cert) or private key (kind key), or None."""
+    try:
+        content = file.read_bytes()
+    except FileNotFoundError:
+        return "no such file (relative paths are read from the profile's folder)"
+    except IsADirectoryError:
+        return "a folder, not a file"
+    except OSError as exc:
+        return f"cannot read ({exc.strerror})"
+    if kind == "key":
+        return None if b"PRIVATE KEY-----" in content else "not a PEM private key"
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(content)
+    except ValueError:
+        return "not a PEM certificate"
+    return None
 
 
 def _check_against_binding(data: dict[str, Any], binding: Binding) -> list[str]:

@@ -4,7 +4,8 @@ pytest is the runner (design.md 4): node ids end in the case ids, so `-k`, `--ju
 `-n` work as usual. Every verdict also goes to reports/<run-id>/results.jsonl as the case ends.
 
 Verdicts map onto pytest outcomes: pass -> passed; warn (a should/may case failed) -> passed with a warning;
-fail and error -> failed; inconclusive, not applicable, skipped -> skipped with the reason.
+not applicable (the PICS) -> skipped; everything else (fail, inconclusive, not run, error) -> failed, with the
+reason in the failure text: a vendor's CI is never green while a case could not be judged.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from conformance.engine.model import Case, suite_dir
 from conformance.engine.results import Result, ResultsFile, Verdict
 
 RUN_ID_ENV = "BEST_CONFORMANCE_RUN_ID"
+REPORTS_ENV = "BEST_CONFORMANCE_REPORTS"
+HARNESS_CA = "harness-ca.pem"  # in a run folder: the CA of the push receiver's certificate, when the harness made it
 
 
 class ConformanceWarning(UserWarning):
@@ -55,6 +58,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--best-strict-baseline", action="store_true", help="with --best-baseline: a case that now passes fails"
     )
     group.addoption(
+        "--best-stop-after",
+        type=int,
+        default=5,
+        metavar="N",
+        help="when N cases in a row got no answer at all from the SUT, mark the rest 'not run' instead of waiting "
+        "for every reply timeout (default 5; 0: never stop)",
+    )
+    group.addoption(
         "--best-reveal-secrets",
         action="store_true",
         help="write K, OPc and derived keys in clear into the run's outputs (default: masked)",
@@ -72,9 +83,13 @@ def pytest_configure(config: pytest.Config) -> None:
         profile = load_profile(path)
     except ProfileError as exc:
         raise pytest.UsageError(str(exc)) from None
-    run_id = config.getoption("--best-run-id") or os.environ.get(RUN_ID_ENV) or _new_run_id()
-    os.environ[RUN_ID_ENV] = run_id  # xdist workers inherit it, so they write into the same run folder
-    state = RunState(profile, Path(config.getoption("--best-reports")) / run_id)
+    if hasattr(config, "workerinput"):  # an xdist worker writes into its controller's run folder
+        run_dir = Path(os.environ[REPORTS_ENV]) / os.environ[RUN_ID_ENV]
+    else:  # the reports folder as given, relative to where pytest started: a change of directory moves nothing
+        run_dir = config.invocation_params.dir / config.getoption("--best-reports")
+        run_dir = run_dir / (config.getoption("--best-run-id") or _new_run_id())
+        os.environ[REPORTS_ENV], os.environ[RUN_ID_ENV] = str(run_dir.parent), run_dir.name  # workers inherit
+    state = RunState(profile, run_dir)
     if config.getoption("--best-baseline"):
         from conformance.baseline import BaselineError, load_for_suite
 
@@ -100,6 +115,8 @@ class RunState:
         self.results = ResultsFile(run_dir / "results.jsonl")
         self.certs: Any = None
         self.baseline: Any = None  # expected failures (conformance.baseline), with --best-baseline
+        self.unanswered: list[str] = []  # reasons of the cases in a row that got no answer from the SUT
+        self.stopped: str | None = None  # why the run stopped early: the remaining cases are not run
         self._stack = contextlib.ExitStack()
         self.started = datetime.datetime.now(datetime.UTC)
 
@@ -114,9 +131,23 @@ class RunState:
         from conformance.engine.peers import harness_peers
 
         self.profile.peers = self._stack.enter_context(harness_peers(self.profile))
+        if self.profile.sut.kind != "emse" and self.profile.pics.subscription and self.profile.tls.receiver is None:
+            import shutil
+
+            from conformance.keyserver.certs import harness_certificates
+
+            self.run_dir.mkdir(parents=True, exist_ok=True)  # the CA the SUT must trust to push keys to the harness
+            shutil.copyfile(harness_certificates().ca, self.run_dir / HARNESS_CA)
 
     def close(self) -> None:
         self._stack.close()
+
+    def count(self, result: Result, limit: int) -> None:
+        """Keep the streak of cases the SUT did not answer; at `limit` in a row, the run stops (a dead SUT
+        would otherwise cost every case its reply timeouts)."""
+        self.unanswered = [*self.unanswered, result.reason] if result.unanswered else []
+        if limit and len(self.unanswered) >= limit and self.stopped is None:
+            self.stopped = f"the run stopped after {limit} cases in a row got no answer from the SUT ({result.reason})"
 
 
 STATE = pytest.StashKey[RunState]()
@@ -146,6 +177,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
+    if state is not None and not hasattr(config, "workerinput"):
+        compliance = state.run_dir / "compliance.json"
+        terminalreporter.section("best-conformance")
+        if compliance.exists():
+            found = json.loads(compliance.read_text(encoding="utf-8"))["decision"]
+            terminalreporter.write_line(f"decision: {found['outcome'].upper()}: {found.get('reason', '')}")
+        terminalreporter.write_line(f"run folder: {state.run_dir}")
     if state is not None and state.baseline is not None and (state.run_dir / "baseline.json").exists():
         from conformance.baseline import summary_lines
 
@@ -209,13 +247,27 @@ class CaseItem(pytest.Item):
         from conformance.engine.runner import run_case
 
         state = self.config.stash[STATE]
-        result = run_case(self.case, state.profile, state.run_dir, certs=state.certs)
-        if not self.config.getoption("--best-reveal-secrets"):  # before results.jsonl, junit.xml, allure see it
-            from conformance.report.secrets import mask_result
+        try:
+            if state.stopped:
+                result = Result(
+                    self.case.id, self.case.title, self.case.level, list(self.case.refs), Verdict.NOT_RUN,
+                    reason=state.stopped, requirements=list(self.case.requirements),
+                )  # fmt: skip
+            else:
+                result = run_case(self.case, state.profile, state.run_dir, certs=state.certs)
+            if not self.config.getoption("--best-reveal-secrets"):  # before results.jsonl, junit.xml, allure see it
+                from conformance.report.secrets import mask_result
 
-            result = mask_result(result)
+                result = mask_result(result)
+        except Exception as exc:  # the harness broke around the case: still a result line, verdict error
+            from conformance.engine.runner import error_result
+
+            result = error_result(self.case, exc)
         state.results.append(result)
+        state.count(result, self.config.getoption("--best-stop-after"))
         self.user_properties.append(("verdict", result.verdict.value))
+        if result.unanswered or result.verdict is Verdict.NOT_RUN:
+            self.user_properties.append(("reason", result.reason))
         _attach_to_allure(self.case, result)
         if state.baseline is not None:
             from conformance.baseline import apply_to_item
@@ -226,9 +278,9 @@ class CaseItem(pytest.Item):
         if result.verdict is Verdict.WARN:
             warnings.warn(ConformanceWarning(f"{self.case.id} ({self.case.level}): {result.reason}"), stacklevel=1)
             return
-        if result.verdict in (Verdict.FAIL, Verdict.ERROR):
-            raise CaseFailed(result)
-        pytest.skip(f"{result.verdict.value}: {result.reason}")
+        if result.verdict is Verdict.NOT_APPLICABLE:
+            pytest.skip(f"{result.verdict.value}: {result.reason}")
+        raise CaseFailed(result)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CaseFailed):

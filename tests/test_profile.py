@@ -1,11 +1,13 @@
 """SUT profiles: the shipped ones load; a broken one gets every problem at once, with its path, no secrets."""
 
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conformance.binding import load_binding
+from conformance.keyserver.certs import CertificateDirectory
 from conformance.profile import ProfileError, load_profile
 
 PROFILES = Path(__file__).resolve().parent.parent / "profiles"
@@ -22,13 +24,57 @@ def minimal(**changes):
 
 
 @pytest.mark.parametrize("path", sorted(PROFILES.glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_profiles_load(path):
+def test_shipped_profiles_load(path, tmp_path):
     data = yaml.safe_load(path.read_text())
-    if "sut" in data:
-        profile = load_profile(path)
-        assert profile.binding["transport.udp_port"] == profile.hse_endpoint[1]
-    else:  # a binding agreement, not a profile
+    if "sut" not in data:  # a binding agreement, not a profile
         load_binding(path)
+        return
+    if data.get("tls"):  # the template names a lab's certificate files: they load once they exist, beside it
+        copy = tmp_path / path.name
+        copy.write_text(path.read_text())
+        _issue_tls_files(data["tls"], tmp_path)
+        path = copy
+    profile = load_profile(path)
+    assert profile.binding["transport.udp_port"] == profile.hse_endpoint[1]
+
+
+def _issue_tls_files(tls, folder):
+    """Real PEM files at the paths a profile's tls section names (relative to `folder`)."""
+    certs = CertificateDirectory(folder / "issued")
+    pairs = [(tls["cert"], tls["key"])] + [(c["cert"], c["key"]) for c in tls.get("clients", {}).values()]
+    pairs += [(tls["receiver"]["cert"], tls["receiver"]["key"])] if "receiver" in tls else []
+    issued = certs.client("any")
+    for cert, key in pairs:
+        for name, source in ((cert, issued.cert), (key, issued.key)):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, folder / name)
+    shutil.copyfile(certs.ca, folder / tls["ca"])
+
+
+def test_every_tls_file_is_checked_at_load_naming_field_and_path(tmp_path):
+    """A profile copied from the template without its certificate files fails at load, not minutes into a run."""
+    copy = tmp_path / "my-hse.yaml"
+    copy.write_text((PROFILES / "template-hse.yaml").read_text())
+    with pytest.raises(ProfileError) as caught:
+        load_profile(copy)
+    problems = caught.value.problems
+    expected = ["tls.ca", "tls.cert", "tls.key", "tls.clients.eas2.example.com.cert", "tls.receiver.key"]
+    for field in expected:
+        assert any(p.startswith(f"{field}: no such file") for p in problems), (field, problems)
+    assert any(str(tmp_path / "certs" / "acme-ca.pem") in p for p in problems)  # relative to the profile
+
+
+def test_a_tls_file_of_the_wrong_kind_is_named(tmp_path):
+    data = yaml.safe_load((PROFILES / "template-hse.yaml").read_text())
+    _issue_tls_files(data["tls"], tmp_path)
+    (tmp_path / data["tls"]["ca"]).write_text("not a certificate")
+    (tmp_path / data["tls"]["key"]).write_text("-----BEGIN CERTIFICATE-----")
+    copy = tmp_path / "my-hse.yaml"
+    copy.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError) as caught:
+        load_profile(copy)
+    assert any(p.startswith("tls.ca: not a PEM certificate") for p in caught.value.problems)
+    assert any(p.startswith("tls.key: not a PEM private key") for p in caught.value.problems)
 
 
 def test_reference_profile_content():
@@ -97,3 +143,13 @@ def test_unreadable_profile_files(tmp_path, content, message):
         path.write_text(content)
     with pytest.raises(ProfileError, match=message):
         load_profile(path)
+
+
+def test_a_non_hex_key_is_called_not_hex_and_never_shown():
+    data = minimal()
+    data["pixit"]["subscribers"][0]["k"] = "zz" + K[2:]
+    with pytest.raises(ProfileError) as caught:
+        load_profile(data)
+    (problem,) = caught.value.problems
+    assert problem.startswith("pixit.subscribers[0].k: ") and "not hex" in problem
+    assert K[2:] not in problem and "zz" not in problem

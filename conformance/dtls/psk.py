@@ -64,6 +64,7 @@ class Session:
     cipher: str | None = None
     version: str | None = None
     failure: str | None = None
+    timed_out: bool = False  # the server stopped answering before the handshake ended (no alert)
     datagrams: list[tuple[str, bytes]] = field(default_factory=list)  # (client|server, octets), in order
     key_log: str | None = None
 
@@ -137,6 +138,7 @@ class DtlsPskClient:
             _flush(self.buffer, self._send, record)
         except TimeoutError:
             self.session.failure = f"no answer completing the handshake within {self.timeout}s"
+            self.session.timed_out = True
             return self.session
         except TLSError as exc:
             _flush(self.buffer, self._send, record)  # our alert, if any, belongs in the capture

@@ -11,15 +11,21 @@ from conformance.capture.tap import PcapTap
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.layers import EmsdpPacket
 from conformance.emsdp.trace import read_trace
-from conformance.keyserver.certs import CertificateDirectory
+from conformance.engine.results import NotApplicable, NotRun
+from conformance.keyserver.certs import (
+    SERVER_HOSTS,
+    CertificateDirectory,
+    foreign_certificates,
+    harness_certificates,
+)
 from conformance.profile import LoadedProfile
-from conformance.roles.eas import Eas
+from conformance.roles.eas import Eas, ReceiverTls
 from conformance.roles.emks import Exchange, client_exchange, route_patterns
-from conformance.roles.ue import Credentials, Ue
+from conformance.roles.ue import Credentials, Ue, annotate_trace
 
+__all__ = ["Context", "NotApplicable", "NotRun"]
 
-class NotApplicable(Exception):
-    """The case needs something this SUT or its profile does not offer."""
+KEY_SERVER_TIMEOUT = 2.0  # seconds, at least, for an HTTPS exchange with a key server (TLS set-up included)
 
 
 class Context:
@@ -44,14 +50,20 @@ class Context:
 
     # ---- roles -------------------------------------------------------------------------------------
 
-    def ue(self, name: str = "ue", subscriber: int = 0, *, sqn_offset: int = 0) -> Ue:
+    def ue(self, name: str = "ue", subscriber: int = 0, *, sqn_offset: int = 0, sqn_from: bytes = b"") -> Ue:
+        """The named UE, made on first use for PIXIT subscriber `subscriber`. sqn_offset: its USIM starts that
+        many SEQ steps ahead of `sqn_from` (the network's SQN, when known) or of the PIXIT's SQN."""
         if name not in self.ues:
             subscribers = self.profile.pixit.subscribers
             if subscriber >= len(subscribers):
-                raise NotApplicable(f"the case needs test subscriber {subscriber}; the profile has {len(subscribers)}")
+                raise NotRun(
+                    f"the case needs test subscriber {subscriber} (pixit.subscribers[{subscriber}]); "
+                    f"the profile has {len(subscribers)}"
+                )
             credentials = Credentials.from_subscriber(subscribers[subscriber])
             if sqn_offset:  # a USIM ahead of the network, to provoke a resynchronisation
-                sqn = int.from_bytes(credentials.sqn, "big") + (sqn_offset << self.binding["aka.sqn.ind_bits"])
+                base = max(int.from_bytes(credentials.sqn, "big"), int.from_bytes(sqn_from or bytes(6), "big"))
+                sqn = base + (sqn_offset << self.binding["aka.sqn.ind_bits"])
                 credentials = Credentials(credentials.imsi, credentials.k, credentials.opc, sqn.to_bytes(6, "big"))
             self.ues[name] = Ue(
                 self.binding,
@@ -80,32 +92,72 @@ class Context:
             return self.eases[key]
         url = self.profile.endpoints.key_server
         if not url:
-            raise NotApplicable("the profile names no key_server endpoint")
-        ca, cert, key_file, server = self._material(identity, certificate)
+            raise NotRun("the profile names no key-server endpoint (endpoints.key_server)")
+        ca, cert, key_file = self.client_material(identity, certificate)
         routes = route_patterns(self.binding)
         shown = {"none": None, "own": identity, "foreign": f"{identity} (another CA)"}.get(certificate, certificate)
 
         def record(response: Any) -> None:
             self.client_exchanges.append(client_exchange(response, routes, shown))
 
-        self.eases[key] = Eas(url, self.binding, ca=ca, cert=cert, key=key_file, server_cert=server, on_exchange=record)
+        self.eases[key] = Eas(
+            url,
+            self.binding,
+            ca=ca,
+            cert=cert,
+            key=key_file,
+            receiver=self._receiver_tls(),
+            on_exchange=record,
+            timeout=max(self.timeout, KEY_SERVER_TIMEOUT),
+        )
         return self.eases[key]
 
-    def _material(self, identity: str, certificate: str) -> tuple[Path, Path | None, Path | None, Any]:
-        if self.certs is None:
-            tls = self.profile.tls
-            if certificate != "own" or tls.ca is None:
-                raise NotApplicable(f"certificate '{certificate}' needs certificates the harness makes (embedded SUT)")
-            return tls.ca, tls.cert, tls.key, None
-        server = self.certs.server()
+    def client_material(self, identity: str, certificate: str = "own") -> tuple[Path, Path | None, Path | None]:
+        """(CA to trust, client certificate, key) for a key-server client. certificate: own (the identity's),
+        none, foreign (from a CA the SUT does not trust, made by the harness), or another identity's. Towards an
+        embedded reference the harness made every certificate; towards a lab's SUT they come from the profile's
+        `tls` section, and a case needing one it lacks is not run, naming the field."""
+        if self.certs is not None:
+            ca = self.certs.ca
+            if certificate in ("none", "foreign"):
+                return ca, *self._unrecognised(identity, certificate)
+            pair = self.certs.client(identity if certificate == "own" else certificate)
+            return ca, pair.cert, pair.key
+        tls = self.profile.tls
+        if tls.ca is None:
+            raise NotRun("the profile names no CA for the key server's certificate (tls.ca)")
+        if certificate in ("none", "foreign"):
+            return tls.ca, *self._unrecognised(identity, certificate)
+        name = identity if certificate == "own" else certificate
+        if name in tls.clients:
+            return tls.ca, tls.clients[name].cert, tls.clients[name].key
+        if name == self.client_id and tls.cert is not None:
+            return tls.ca, tls.cert, tls.key
+        field = "tls.cert and tls.key" if name == self.client_id else f"tls.clients.{name}: {{cert, key}}"
+        raise NotRun(f"the case presents the client certificate of {name}; the profile gives none ({field})")
+
+    @staticmethod
+    def _unrecognised(identity: str, certificate: str) -> tuple[Path | None, Path | None]:
         if certificate == "none":
-            return self.certs.ca, None, None, (server.cert, server.key)
-        if certificate == "foreign":
-            other = CertificateDirectory(self.pcap.parent / "foreign-ca")
-            pair = other.client(identity)
-            return self.certs.ca, pair.cert, pair.key, (server.cert, server.key)
-        pair = self.certs.client(identity if certificate == "own" else certificate)
-        return self.certs.ca, pair.cert, pair.key, (server.cert, server.key)
+            return None, None
+        pair = foreign_certificates().client(identity)
+        return pair.cert, pair.key
+
+    def _receiver_tls(self) -> ReceiverTls:
+        """The push receiver's certificate: the embedded SUT's CA issued it, else the profile's
+        `tls.receiver`, else the harness's own CA (which the SUT must trust)."""
+        where = self.profile.endpoints.notification
+        if self.certs is not None:
+            server = self.certs.server()
+            return ReceiverTls(server.cert, server.key, self.certs.ca, where.host, where.port)
+        tls = self.profile.tls
+        trusted = (tls.receiver.ca if tls.receiver else None) or tls.ca
+        if trusted is None:
+            raise NotRun("the profile names no CA for the key server's certificates (tls.ca)")
+        if tls.receiver is not None:
+            return ReceiverTls(tls.receiver.cert, tls.receiver.key, trusted, where.host, where.port)
+        pair = harness_certificates().server(tuple(dict.fromkeys((where.host, *SERVER_HOSTS))))
+        return ReceiverTls(pair.cert, pair.key, trusted, where.host, where.port)
 
     @property
     def keylog_path(self) -> Path:
@@ -119,6 +171,7 @@ class Context:
         if self.profile.sut.kind != "emse":
             port = self.profile.hse_endpoint[1]
             items += [m.to_dict(self.codec) for m in read_trace(self.pcap, self.codec, port=port)]
+            annotate_trace(items, [note for ue in self.ues.values() for note in ue.notes])  # duplicates, stale, late
         else:
             from conformance.dtls.records import read_dtls_trace
 

@@ -12,9 +12,10 @@ import time
 from typing import Any
 
 from conformance.capture.tap import TappedUdpSocket
-from conformance.engine.context import Context, NotApplicable
+from conformance.engine.context import Context, NotRun
 from conformance.engine.matchers import e2m_keys, provisioned_run
-from conformance.engine.results import CheckFailed, Inconclusive
+from conformance.engine.results import CheckFailed, Inconclusive, NoAnswer, SutAbsent
+from conformance.engine.schema import STRING, TRUE, Schema, checks, names, not_here, only_with, options, step, when
 from conformance.engine.verbs import verb
 from conformance.keyserver.client import minimum_tls_version
 from conformance.keyserver.xml import KeyServerXml, KeyServerXmlError
@@ -28,8 +29,8 @@ EMKS_ACTIONS = (
     "no_deleted_session",
     "impersonate",
     "tls_only",
+    "restore",
 )
-DTLS_OPTIONS = ("key", "old", "psk", "key_id", "ue_id", "identity", "ciphers", "expect", "cipher", "data")
 DTLS_EXPECT = ("established", "refused", "any")
 DTLS_ACTIONS = ("handshake", "offer_dtls_1_0")
 # The registration is on record as its answer leaves the harness; the SUT still has to read that answer before
@@ -56,6 +57,8 @@ def _check_exchange(ctx: Context, exchange: Exchange, checks: dict[str, Any]) ->
     for name, wanted in checks.items():
         if name not in EXCHANGE_CHECKS:
             raise Inconclusive(f"unknown key-server check {name!r}; known: {', '.join(EXCHANGE_CHECKS)}")
+        if wanted is not True:  # each check takes `true` only; the linter refuses any other value
+            raise ValueError(f"key-server check {name} takes only true, got {wanted!r}")
         ok, expectation, expected = EXCHANGE_CHECKS[name](ctx, exchange, wanted, emse_id)
         if not ok:
             raise CheckFailed(expectation, expected, seen)
@@ -127,31 +130,49 @@ EXCHANGE_CHECKS = {
 }
 
 
+REGISTER_TRIGGERED = "trigger.register"  # when a `trigger: register` step fired, for the registration it awaits
+
+
 def ensure_registered(ctx: Context) -> Exchange | None:
     """The newest registration POST of the run; with no live registration, the register trigger first and a
     wait of up to pixit.registration_timeout. None if no registration arrived."""
     emks = _emks(ctx)
     emse_id = ctx.profile.pixit.emse_id
     posts = emks.log.since(0, "register")
-    if emks.live_session(emse_id) is not None and posts:
-        return posts[-1]
-    start = time.time()
-    if "register" in ctx.peers.triggers:
-        ctx.peers.triggers["register"]()
-    waited = emks.log.wait_for(start, "register", ctx.profile.pixit.registration_timeout)
+    triggered = ctx.saved.pop(REGISTER_TRIGGERED, None)  # a `trigger: register` step of this case fired it
+    if triggered is None:
+        if emks.live_session(emse_id) is not None and posts:
+            return posts[-1]
+        triggered = time.time()
+        if "register" in ctx.peers.triggers:  # a trigger may act later than it returns: fire it once, then wait
+            ctx.peers.triggers["register"]()
+    waited = emks.log.wait_for(triggered, "register", ctx.profile.pixit.registration_timeout)
     if waited is not None:
         time.sleep(SETTLE)
     return waited or (posts[-1] if posts else None)
 
 
-@verb("emks")
+_CHECKED = ("registration", "key_request", "deregistration")  # the actions whose exchanges `check:` applies to
+EMKS_SCHEMA = step(
+    names(*EMKS_ACTIONS, title="action"),
+    with_=options(version=names("TLSv1.2", "TLSv1.3", title="TLS version")),
+    check=checks({name: TRUE for name in EXCHANGE_CHECKS}),
+    rules=[
+        only_with(["tls_only"], "version"),
+        when(_CHECKED, {}, otherwise={"properties": {"check": not_here(f"taken only with {' or '.join(_CHECKED)}")}}),
+    ],
+)
+
+
+@verb("emks", schema=EMKS_SCHEMA)
 def emks(ctx: Context, args: dict[str, Any]) -> None:
     """The harness's EMKS, towards an EMSE under test. The value: registration (the SUT's newest registration,
     made on its own or by the register trigger), key_request (every key request the SUT made in this case; at
     least one), no_key_request (none in this case), deregistration (a DELETE in this case, within
     pixit.registration_timeout), no_deleted_session (no key request since this case's DELETE used the deleted
     session id), impersonate (from now to the end of the case, a server certificate from another CA), tls_only
-    (from now to the end of the case, only TLS `version`: TLSv1.2 or TLSv1.3).
+    (from now to the end of the case, only TLS `version`: TLSv1.2 or TLSv1.3), restore (its own certificate
+    and TLS versions again, before the case ends: for a proof of life after impersonate).
     check: names from EXCHANGE_CHECKS, applied to each of those requests."""
     action = args["_value"]
     checks = args.get("check") or {}
@@ -159,7 +180,7 @@ def emks(ctx: Context, args: dict[str, Any]) -> None:
     if action == "registration":
         exchange = ensure_registered(ctx)
         if exchange is None:
-            raise CheckFailed("a registration POST", f"within {ctx.profile.pixit.registration_timeout}s", "none")
+            raise NoAnswer("a registration POST", f"within {ctx.profile.pixit.registration_timeout}s", "none")
         ctx.saved["emks.session"] = emks_role.live_session(ctx.profile.pixit.emse_id)
         _check_exchange(ctx, exchange, checks)
         if ctx.saved["emks.session"] is None and not checks:  # a preamble: the case needs a registered EMSE
@@ -171,13 +192,15 @@ def emks(ctx: Context, args: dict[str, Any]) -> None:
                 raise CheckFailed("no key request", "none", [e.to_dict() for e in requests])
             return
         if not requests:
-            raise CheckFailed("a key request (GET by UE identity and key identifier)", "at least one", "none")
+            raise NoAnswer("a key request (GET by UE identity and key identifier)", "at least one", "none")
         for exchange in requests:
             _check_exchange(ctx, exchange, checks)
     elif action == "deregistration":
         exchange = emks_role.log.wait_for(ctx.started, "registration", ctx.profile.pixit.registration_timeout)
-        if exchange is None or exchange.method != "DELETE":
-            raise CheckFailed("a DELETE of the registration", "within the registration timeout", "none")
+        if exchange is None:
+            raise NoAnswer("a DELETE of the registration", "within the registration timeout", "none")
+        if exchange.method != "DELETE":
+            raise CheckFailed("a DELETE of the registration", "DELETE", exchange.to_dict())
         _check_exchange(ctx, exchange, checks)
     elif action == "no_deleted_session":
         deleted = [e for e in emks_role.log.since(ctx.started, "registration") if e.method == "DELETE"]
@@ -191,24 +214,26 @@ def emks(ctx: Context, args: dict[str, Any]) -> None:
         if stale:
             raise CheckFailed("no key request under the deleted session", "none", [e.to_dict() for e in stale])
     elif action == "impersonate":
-        emks_role.impersonate(ctx.pcap.parent.parent / "scratch")
+        emks_role.impersonate()
         ctx.cleanups.append(emks_role.restore)
     elif action == "tls_only":
         version = str((args.get("with") or {}).get("version", "TLSv1.2"))
         emks_role.offer_only(version)
         ctx.cleanups.append(emks_role.restore)
+    elif action == "restore":
+        emks_role.restore()
     else:
         raise Inconclusive(f"unknown emks action {action!r}; known: {', '.join(EMKS_ACTIONS)}")
 
 
-@verb("trigger")
+@verb("trigger", schema=step(names("register", "deregister", "provision", title="trigger")))
 def trigger(ctx: Context, args: dict[str, Any]) -> None:
     """Make the SUT act on its own initiative (pixit.triggers; not applicable without the one named):
     register or deregister (an EMSE); provision (an EMKS takes the keys of a new AKA run of the first PIXIT
     subscriber, with a fresh RAND the harness draws and remembers for the key checks that follow)."""
     name = args["_value"]
     if ctx.peers is None or name not in ctx.peers.triggers:
-        raise NotApplicable(f"the PIXIT gives no '{name}' trigger (pixit.triggers.{name})")
+        raise NotRun(f"the PIXIT gives no '{name}' trigger (pixit.triggers.{name})")
     values: dict[str, str] = {}
     if name == "provision":
         rand = secrets.token_bytes(16)
@@ -219,13 +244,38 @@ def trigger(ctx: Context, args: dict[str, Any]) -> None:
         ctx.saved["provisioned.rand"] = rand
     elif ctx.peers.emks is not None:
         ctx.saved.setdefault("emks.session", ctx.peers.emks.live_session(ctx.profile.pixit.emse_id))
+    if name == "register":
+        ctx.saved[REGISTER_TRIGGERED] = time.time()
     try:
         ctx.peers.triggers[name](**values)
     except Exception as exc:
         raise Inconclusive(f"trigger {name} failed: {exc}") from None
 
 
-@verb("dtls")
+_ESTABLISHED_ONLY: Schema = not_here("taken only when the session must be established (expect: established)")
+DTLS_SCHEMA = step(
+    names(*DTLS_ACTIONS, title="action"),
+    with_={
+        **options(
+            key={"type": "integer"},
+            old=TRUE,
+            psk=names("own", "wrong", "newest"),
+            key_id={"const": "flipped"},
+            ue_id={"const": "unknown"},
+            identity={"const": "malformed"},
+            ciphers={"type": "array", "items": STRING, "minItems": 1},
+            cipher=STRING,
+            expect=names(*DTLS_EXPECT),
+            data=STRING,
+        ),
+        "if": {"properties": {"expect": {"enum": ["refused", "any"]}}, "required": ["expect"]},
+        "then": {"properties": {"cipher": _ESTABLISHED_ONLY, "data": _ESTABLISHED_ONLY}},
+    },
+    rules=[when(["offer_dtls_1_0"], {"properties": {"with": not_here("offer_dtls_1_0 takes no options")}})],
+)
+
+
+@verb("dtls", schema=DTLS_SCHEMA)
 def dtls(ctx: Context, args: dict[str, Any]) -> None:
     """handshake: a UE opens a DTLS-PSK session to the EMSE (seed 002 6.x.2.3) with the e2m_key of a provisioned AKA run
     as PSK and `dtls.psk_identity` naming the UE and the run's key id. with: key (run index, default -1, the
@@ -245,7 +295,10 @@ def dtls(ctx: Context, args: dict[str, Any]) -> None:
     emse_id = ctx.profile.pixit.emse_id
     ue_id, key_id, key, kept = provisioned_run(ctx, int(options.get("key", -1)), emse_id)
     if options.get("old") and kept:
-        raise NotApplicable(f"AKA run {options.get('key')} is within the rest.past_keys_kept newest runs")
+        raise NotRun(
+            f"AKA run {options.get('key')} is within the rest.past_keys_kept newest runs: "
+            "pixit.subscribers[0].rands needs more runs"
+        )
     psk = {
         "own": lambda: key,
         "wrong": lambda: bytes([key[0] ^ 0x01]) + key[1:],
@@ -265,7 +318,11 @@ def dtls(ctx: Context, args: dict[str, Any]) -> None:
         client = DtlsPskClient(
             sock, ctx.profile.emse_endpoint, identity, psk, ciphers=ciphers, timeout=ctx.timeout + 1.0
         )
-        session = client.handshake()
+        try:
+            session = client.handshake()
+        except ConnectionRefusedError:  # ICMP port unreachable
+            host, port = ctx.profile.emse_endpoint[:2]
+            raise SutAbsent(f"nothing answers at {host}:{port} (ICMP port unreachable)") from None
         if session.key_log:
             ctx.key_log.append(session.key_log)
         expect = options.get("expect", "established")
@@ -276,7 +333,8 @@ def dtls(ctx: Context, args: dict[str, Any]) -> None:
                 raise CheckFailed("the handshake refused", "no session (an alert or silence)", session.cipher)
             return
         if not session.established:
-            raise CheckFailed("a DTLS-PSK session keyed with e2m_key", "the handshake completes", session.failure)
+            failed = NoAnswer if session.timed_out else CheckFailed
+            raise failed("a DTLS-PSK session keyed with e2m_key", "the handshake completes", session.failure)
         if options.get("cipher") and session.cipher != options["cipher"]:
             raise CheckFailed("the cipher suite", options["cipher"], session.cipher)
         if options.get("data"):
@@ -291,6 +349,9 @@ def _offer_dtls_1_0(ctx: Context) -> None:
     sock = TappedUdpSocket(ctx.tap)
     try:
         outcome = probe_version(sock, ctx.profile.emse_endpoint, timeout=ctx.timeout)
+    except ConnectionRefusedError:  # ICMP port unreachable
+        host, port = ctx.profile.emse_endpoint[:2]
+        raise SutAbsent(f"nothing answers at {host}:{port} (ICMP port unreachable)") from None
     finally:
         sock.close()
     if outcome == "accepted":

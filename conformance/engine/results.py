@@ -17,7 +17,8 @@ class Verdict(enum.Enum):
     WARN = "warn"  # a should/may case that failed: reported, but not a non-conformance
     INCONCLUSIVE = "inconclusive"  # the SUT's behaviour could not be judged (e.g. the preamble failed)
     ERROR = "error"  # the harness or the environment failed
-    NOT_APPLICABLE = "not applicable"  # the PICS say the SUT does not claim this
+    NOT_APPLICABLE = "not applicable"  # the PICS say the SUT does not claim this (the PICS only)
+    NOT_RUN = "not run"  # the profile lacks what the case needs (a certificate, a trigger, test data): named
     SKIPPED = "skipped"
 
 
@@ -29,8 +30,39 @@ class CheckFailed(Exception):
         self.expectation, self.expected, self.observed = expectation, expected, observed
 
 
+class NoAnswer(CheckFailed):
+    """The SUT did not answer where it had to (silence, a timeout, a closed connection). Alone it is a failure;
+    after a step that expected absence it shows that the SUT stopped answering, and the runner makes the case
+    inconclusive, since the absence it saw proves nothing then."""
+
+
 class Inconclusive(Exception):
     """A step the case needs could not be completed, so the behaviour under test could not be judged."""
+
+
+class NotJudged(Inconclusive):
+    """Timing or the network, not the SUT, spoiled what a step saw: an answer after its window ("late by N ms"),
+    a datagram after a silence window before the next step acted, a session the network's duplicate of the
+    Session Request superseded. Inconclusive: never a pass, never charged to the SUT."""
+
+
+class Unanswered(Inconclusive):
+    """The SUT did not answer a valid request the case needed first (its preamble), so the behaviour under test
+    could not be judged."""
+
+
+class SutAbsent(Unanswered):
+    """Nothing answers at the SUT's endpoint (connection refused, ICMP port unreachable): the SUT is not there,
+    so nothing it does or does not do can be judged."""
+
+
+class NotApplicable(Exception):
+    """The SUT does not claim what the case tests, per its PICS. Only PICS-based decisions raise this."""
+
+
+class NotRun(Exception):
+    """The case cannot run because the profile lacks something it needs (a certificate, a trigger, test
+    data). The message names the profile field to fill in. Never a pass: the decision counts it as not run."""
 
 
 @dataclass
@@ -50,6 +82,8 @@ class Result:
     started: float = 0.0
     duration: float = 0.0
     requirements: list[str] = field(default_factory=list)  # ledger ids the case checks
+    unanswered: bool = False  # the case ended because the SUT did not answer at all (a run may stop early on it)
+    notes: list[str] = field(default_factory=list)  # checks not made, and why (e.g. an optional TLV was absent)
     # secret values the case met (keys it derived, key material a failed key check saw): never written, only
     # used to mask outputs (conformance.report.secrets)
     secrets: set[bytes] = field(default_factory=set, repr=False, compare=False)
@@ -77,15 +111,35 @@ class ResultsFile:
             os.fsync(out.fileno())
 
 
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """The results of a run; a torn last line (the run was killed mid-write) is left out."""
-    results = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            results.append(json.loads(line))
-        except json.JSONDecodeError:
+@dataclass
+class RunResults:
+    """What results.jsonl holds: the results, and each line that could not be read (named, never dropped
+    silently: a lost line is a case whose verdict the run cannot show)."""
+
+    results: list[dict[str, Any]]
+    unreadable: list[str]
+
+
+def load_results(path: Path) -> RunResults:
+    results, unreadable = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
             continue
-    return results
+        try:
+            result = json.loads(line)
+        except json.JSONDecodeError as exc:
+            unreadable.append(f"{path.name} line {number}: not JSON ({exc.msg}): {line[:80]!r}")
+            continue
+        if not isinstance(result, dict) or not {"case", "verdict", "level"} <= set(result):
+            unreadable.append(f"{path.name} line {number}: not a case result: {line[:80]!r}")
+            continue
+        results.append(result)
+    return RunResults(results, unreadable)
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The readable results of a run (`load_results` also names the lines that could not be read)."""
+    return load_results(path).results
 
 
 def _jsonable(value: Any) -> Any:

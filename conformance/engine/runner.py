@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from conformance.engine.context import Context, NotApplicable
+from conformance.engine.context import Context
+from conformance.engine.liveness import Liveness
 from conformance.engine.model import Case
-from conformance.engine.results import CheckFailed, Inconclusive, Result, Verdict
+from conformance.engine.results import (
+    CheckFailed,
+    Inconclusive,
+    NoAnswer,
+    NotApplicable,
+    NotJudged,
+    NotRun,
+    Result,
+    Unanswered,
+    Verdict,
+)
 from conformance.engine.verbs import VERBS
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.profile import LoadedProfile
@@ -51,6 +63,8 @@ def rests_on(case: Case, profile: LoadedProfile) -> list[dict[str, Any]]:
 
 
 def run_case(case: Case, profile: LoadedProfile, out_dir: Path, *, certs: CertificateDirectory | None = None) -> Result:
+    """The case's verdict with its evidence. Never raises: whatever goes wrong in the harness around the case
+    (setting it up, a step, closing it, reading its evidence) is an `error` verdict with the traceback."""
     result = Result(
         case.id,
         case.title,
@@ -60,42 +74,91 @@ def run_case(case: Case, profile: LoadedProfile, out_dir: Path, *, certs: Certif
         started=time.time(),
         requirements=list(case.requirements),
     )
-    reason = applicable(case, profile)
-    if reason is not None:
-        result.verdict, result.reason = Verdict.NOT_APPLICABLE, reason
-        return result
-    result.binding_dependent = rests_on(case, profile)
-    pcap = out_dir / "pcaps" / f"{case.id}.pcap"
-    pcap.parent.mkdir(parents=True, exist_ok=True)
-    ctx = Context(profile, pcap, certs=certs)
+    ctx: Context | None = None
     try:
-        for step in case.steps:
-            try:
-                VERBS[step.verb](ctx, step.args)
-            except CheckFailed as failed:
-                result.verdict = Verdict.FAIL if case.level == "shall" else Verdict.WARN
-                result.reason = str(failed)
-                result.expected, result.observed = failed.expected, failed.observed
-                result.failed_step = step.line
-                result.secrets |= check_secrets(failed.expectation, failed.expected, failed.observed)
-                break
-            except Inconclusive as exc:
-                result.verdict, result.reason, result.failed_step = Verdict.INCONCLUSIVE, str(exc), step.line
-                break
-            except NotApplicable as exc:
-                result.verdict, result.reason = Verdict.NOT_APPLICABLE, str(exc)
-                break
-    except Exception as exc:  # a harness or environment failure: an error verdict with the traceback
-        result.verdict = Verdict.ERROR
-        result.reason = f"{type(exc).__name__}: {exc}"
-        result.observed = traceback.format_exc(limit=8)
+        reason = applicable(case, profile)
+        if reason is not None:
+            result.verdict, result.reason = Verdict.NOT_APPLICABLE, reason
+            return result
+        result.binding_dependent = rests_on(case, profile)
+        pcap = out_dir / "pcaps" / f"{case.id}.pcap"
+        pcap.parent.mkdir(parents=True, exist_ok=True)
+        result.pcap = str(pcap)
+        ctx = Context(profile, pcap, certs=certs)
+        _run_steps(case, ctx, result)
+    except Exception:  # a harness or environment failure: an error verdict with the traceback
+        _error(result)
     finally:
-        ctx.close()
+        if ctx is not None:
+            _finish(ctx, result)
         result.duration = time.time() - result.started
+    return result
+
+
+def _run_steps(case: Case, ctx: Context, result: Result) -> None:
+    """The steps in order until one does not pass; absences must be followed by a proof of life."""
+    liveness = Liveness()
+    for step in case.steps:
+        try:
+            VERBS[step.verb](ctx, step.args)
+        except (CheckFailed, Inconclusive) as exc:
+            absence = liveness.unproven(step)
+            result.failed_step = step.line
+            result.unanswered = isinstance(exc, NoAnswer | Unanswered)
+            if absence is not None and isinstance(exc, NoAnswer | Inconclusive) and not isinstance(exc, NotJudged):
+                result.verdict = Verdict.INCONCLUSIVE
+                result.reason = liveness.stopped_answering(absence, str(exc))
+            elif isinstance(exc, CheckFailed):
+                result.verdict = Verdict.FAIL if case.level == "shall" else Verdict.WARN
+                result.reason = str(exc)
+                result.expected, result.observed = exc.expected, exc.observed
+                result.secrets |= check_secrets(exc.expectation, exc.expected, exc.observed)
+            else:
+                result.verdict, result.reason = Verdict.INCONCLUSIVE, str(exc)
+            return
+        except NotApplicable as exc:
+            result.verdict, result.reason = Verdict.NOT_APPLICABLE, str(exc)
+            return
+        except NotRun as exc:
+            result.verdict, result.reason, result.failed_step = Verdict.NOT_RUN, str(exc), step.line
+            return
+        liveness.passed(step)
+    unproven = liveness.left_unproven()
+    if unproven:
+        result.verdict, result.reason = Verdict.INCONCLUSIVE, unproven
+
+
+def _finish(ctx: Context, result: Result) -> None:
+    """Close the case's roles and read its evidence; a failure here is the harness's, never the SUT's."""
+    result.notes = list(ctx.saved.get("unchecked", []))
+    try:
+        ctx.close()
         result.secrets |= context_secrets(ctx)  # so that outputs can mask them
-    result.pcap = str(pcap)
+    except Exception:
+        _error(result)
     try:
         result.trace = ctx.trace()
     except Exception as exc:  # evidence must not turn a verdict into a crash
-        result.trace = [{"error": f"trace unreadable: {exc}"}]
-    return result
+        result.trace = [{"error": f"trace unreadable: {type(exc).__name__}: {exc}"}]
+
+
+def _error(result: Result) -> None:
+    kind, exc, _ = sys.exc_info()
+    result.verdict = Verdict.ERROR
+    result.reason = f"{kind.__name__ if kind else 'error'}: {exc}"
+    result.observed = traceback.format_exc(limit=8)
+
+
+def error_result(case: Case, exc: BaseException) -> Result:
+    """The `error` verdict of a case whose run broke outside run_case (e.g. while its result was written)."""
+    return Result(
+        case.id,
+        case.title,
+        case.level,
+        list(case.refs),
+        Verdict.ERROR,
+        reason=f"{type(exc).__name__}: {exc}",
+        observed="".join(traceback.format_exception(exc, limit=8)),
+        started=time.time(),
+        requirements=list(case.requirements),
+    )

@@ -3,23 +3,64 @@
 
 from __future__ import annotations
 
+import functools
+import queue
 import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 from conformance.crypto.aka import AutnOutcome
-from conformance.engine.context import Context, NotApplicable
-from conformance.engine.matchers import key_check, key_id_for, provisioned_new, run_checks
-from conformance.engine.results import CheckFailed, Inconclusive
+from conformance.emsdp.values import tlv_values
+from conformance.engine.context import Context, NotApplicable, NotRun
+from conformance.engine.hygiene import others_judged, silence_seen, spoiled_by_network
+from conformance.engine.matchers import MATCHER_SCHEMAS, key_check, key_id_for, provisioned_new, run_checks
+from conformance.engine.results import CheckFailed, Inconclusive, NoAnswer, NotJudged, SutAbsent, Unanswered
+from conformance.engine.schema import (
+    DURATION,
+    NOTHING,
+    STRING,
+    TRUE,
+    Schema,
+    binding_names,
+    checks,
+    mapping,
+    names,
+    needs,
+    not_here,
+    not_with,
+    only_with,
+    options,
+    step,
+    when,
+)
+from conformance.engine.tls_outcomes import control_connection, refusal, tls_only, transport_failure
 from conformance.keyserver.client import KeyServerError
-from conformance.roles.ue import ProtocolError, tlv_values
+from conformance.roles.datagrams import late_grace
+from conformance.roles.errors import NoReply, NotJudgeable, PortUnreachable, ProtocolError
 
 VERBS: dict[str, Callable[[Context, dict[str, Any]], None]] = {}
+VERB_SCHEMAS: dict[str, Schema] = {}  # name -> JSON Schema of what the verb's steps take (engine.schema)
 
 
-def verb(name: str) -> Callable[[Callable[[Context, dict[str, Any]], None]], Callable[[Context, dict[str, Any]], None]]:
+def verb(
+    name: str, schema: Schema | None = None
+) -> Callable[[Callable[[Context, dict[str, Any]], None]], Callable[[Context, dict[str, Any]], None]]:
+    """Register a step verb under `name`, with the JSON Schema of what its steps take: the linter checks every
+    step against it (engine.schema)."""
+
     def register(fn: Callable[[Context, dict[str, Any]], None]) -> Callable[[Context, dict[str, Any]], None]:
-        VERBS[name] = fn
+        @functools.wraps(fn)
+        def step(ctx: Context, args: dict[str, Any]) -> None:
+            try:
+                fn(ctx, args)
+            except PortUnreachable as exc:  # whatever the step did, the SUT is not there: nothing to judge
+                raise SutAbsent(str(exc)) from None
+
+        VERBS[name] = step
+        if schema is not None:
+            VERB_SCHEMAS[name] = schema
         return fn
 
     return register
@@ -30,7 +71,30 @@ def _ue(ctx: Context, args: dict[str, Any]):
     subscriber = options.get("subscriber", 0)
     if isinstance(subscriber, dict):
         subscriber = _subscriber_restricted_to(ctx, subscriber)
-    return ctx.ue(args.get("as", "ue"), subscriber, sqn_offset=options.get("sqn_ahead", 0))
+    name, ahead = args.get("as", "ue"), options.get("sqn_ahead", 0)
+    network_sqn = _network_sqn(ctx, name, subscriber) if ahead and name not in ctx.ues else b""
+    return ctx.ue(name, subscriber, sqn_offset=ahead, sqn_from=network_sqn)
+
+
+def _network_sqn(ctx: Context, name: str, subscriber: int) -> bytes:
+    """The SQN the SUT's next vector for this subscriber is at least: read from a Session Start a throwaway UE
+    asks for (and abandons). A USIM set "ahead" of the PIXIT's SQN alone would not be ahead of an HSE that ran
+    many sessions before (a lab's SUT keeps its SQNs from run to run)."""
+    ue = ctx.ue(f"{name}.sqn-probe", subscriber)
+    try:
+        ue.session_request()
+        start = ue.expect("session_start", timeout=ctx.timeout)
+        values = tlv_values(start)
+        if "rand" not in values or "autn" not in values:
+            raise ProtocolError(f"the Session Start carries no {'RAND' if 'rand' not in values else 'AUTN'}")
+        check = ue.usim.authenticate(values["rand"], values["autn"], require_separation_bit=False)
+    except PortUnreachable:
+        raise
+    except (ProtocolError, ValueError) as exc:  # a Session Start the USIM cannot even read
+        raise Inconclusive(f"could not learn the SUT's SQN for a USIM ahead of it: {exc}") from None
+    if check.outcome is AutnOutcome.MAC_FAILURE:
+        raise Inconclusive(f"could not learn the SUT's SQN for a USIM ahead of it: {check.reason}")
+    return check.sqn
 
 
 def _subscriber_restricted_to(ctx: Context, wanted: dict[str, str]) -> int:
@@ -39,7 +103,7 @@ def _subscriber_restricted_to(ctx: Context, wanted: dict[str, str]) -> int:
     for index, subscriber in enumerate(ctx.profile.pixit.subscribers):
         if all(getattr(subscriber, field) == [value] for field, value in wanted.items()):
             return index
-    raise NotApplicable(f"no test subscriber in the PIXIT is restricted to {wanted}")
+    raise NotRun(f"no test subscriber in the PIXIT (pixit.subscribers) is restricted to {wanted}")
 
 
 def _seconds(value: Any, default: float) -> float:
@@ -74,7 +138,7 @@ def _suci(ctx: Context, ue: Any, profile_name: str) -> bytes:
         raise NotApplicable(f"the SUT does not claim SUCI profile {profile_name}")
     key = next((k for k in ctx.profile.pixit.home_network_keys if k.profile == profile_name), None)
     if key is None:
-        raise NotApplicable(f"no home network public key for profile {profile_name} in the PIXIT")
+        raise NotRun(f"no home network public key for profile {profile_name} in the PIXIT (pixit.home_network_keys)")
     imsi = ue.credentials.imsi
     mnc_digits = 2  # the test subscribers' MCC/MNC split: 3 + 2 (PIXIT could say otherwise)
     mcc, mnc, msin = imsi[:3], imsi[3 : 3 + mnc_digits], imsi[3 + mnc_digits :]
@@ -86,27 +150,125 @@ def _suci(ctx: Context, ue: Any, profile_name: str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
 
-@verb("start_session")
+# ---- what the steps take (engine.schema; the linter checks every step against its verb's schema) -------------
+
+UE_OPTIONS: dict[str, Schema] = {  # how a step's UE is made on its first use (_ue)
+    "subscriber": {
+        "anyOf": [
+            {"type": "integer", "minimum": 0},
+            {
+                **mapping(
+                    {
+                        "services": binding_names("emsdp.hse_config.services", title="service"),
+                        "modes": binding_names("emsdp.hse_config.modes", title="mode"),
+                        "key_agreements": binding_names("emsdp.ue_config.key_agreement_bits", title="key agreement"),
+                        "eas_ids": STRING,
+                    }
+                ),
+                "minProperties": 1,
+            },
+        ],
+        "description": "a PIXIT subscriber index or a restriction such as {services: key_agreement_only}",
+    },
+    "sqn_ahead": {"type": "integer", "minimum": 0},
+}
+REQUEST_OPTIONS: dict[str, Schema] = {  # the Session Request's (_request_options)
+    "identity": names("imsi", "suci"),
+    "suci_profile": names("A", "B"),
+    "key_agreements": {
+        "type": "array",
+        "items": binding_names("emsdp.ue_config.key_agreement_bits", title="key agreement"),
+    },
+    "confidentiality": {"type": "boolean"},
+    "serving_network": {"type": "boolean"},
+    "eas_id": STRING,
+    "release": {"type": "integer", "minimum": 0, "maximum": 255},
+    "imsi": {"type": "string", "pattern": "^[0-9]{5,15}$", "description": "an IMSI: its digits, quoted"},
+}
+SUCI_PROFILE_NEEDS_SUCI: Schema = {
+    "suci_profile": {
+        "required": ["identity"],
+        "properties": {"identity": {"const": "suci"}},
+        "description": "suci_profile needs identity: suci",
+    }
+}
+START_SESSION_SCHEMA = step(
+    NOTHING,
+    with_={
+        **options(**REQUEST_OPTIONS, **UE_OPTIONS, confirm={"type": "boolean"}),
+        "dependentSchemas": SUCI_PROFILE_NEEDS_SUCI,
+    },
+    as_=True,
+)
+
+
+@verb("start_session", schema=START_SESSION_SCHEMA)
 def start_session(ctx: Context, args: dict[str, Any]) -> None:
     """Preamble: Session Request, a Session Start whose AUTN the USIM accepts, Start Confirmation with RES.
     with: the Session Request options (identity, key_agreements, confidentiality, serving_network, eas_id),
     subscriber (index in the PIXIT, or e.g. {services: key_agreement_only}: one restricted to it).
     A failure here makes the case inconclusive, not failed."""
-    ue = _ue(ctx, args)
-    options = dict(args.get("with") or {})
     try:
-        _session_request(ctx, ue, options)
-        start = ue.expect("session_start", timeout=ctx.timeout)
-        check = ue.accept_session_start(start)
-        if check.outcome is not AutnOutcome.OK:
-            raise ProtocolError(f"the USIM refused AUTN: {check.outcome.value} ({check.reason})")
-        if options.get("confirm", True):
-            ue.confirm()
+        _set_up(ctx, args)
+    except PortUnreachable:
+        raise
+    except NotJudgeable as exc:
+        raise NotJudged(str(exc)) from None
+    except NoReply as exc:
+        raise Unanswered(f"could not set up a BEST session: {exc}") from None
     except ProtocolError as exc:
         raise Inconclusive(f"could not set up a BEST session: {exc}") from None
 
 
-@verb("send")
+def _set_up(ctx: Context, args: dict[str, Any]) -> None:
+    """A BEST session for the step's UE; ProtocolError (NoReply on silence) says why not, LateReply (a
+    NotJudgeable) that the Session Start came after the reply timeout."""
+    ue = _ue(ctx, args)
+    options = dict(args.get("with") or {})
+    _session_request(ctx, ue, options)
+    start = ue.expect("session_start", timeout=ctx.timeout, grace=late_grace(ctx.timeout))
+    check = ue.accept_session_start(start)
+    if check.outcome is not AutnOutcome.OK:
+        raise ProtocolError(f"the USIM refused AUTN: {check.outcome.value} ({check.reason})")
+    ue.follow_answer()  # a duplicated Session Request: the session the HSE kept
+    if options.get("confirm", True):
+        ue.confirm()
+
+
+PROTECTED_OPTIONS = ("counter", "mac", "key_id")  # of a message under the session's keys (_protected)
+SEND_SCHEMA = step(
+    binding_names("emsdp.commands", plus=("user_data", "unknown_command", "raw"), title="message"),
+    with_={
+        **options(
+            **REQUEST_OPTIONS,
+            **UE_OPTIONS,
+            mutate=names("truncate", "overlong_tlv", "unknown_tag", "version_bits", title="mutation"),
+            hex={"type": "string", "pattern": "^[0-9a-fA-F ]*$", "description": "hexadecimal octets"},
+            res=names("right", "wrong", "none"),
+            auts=TRUE,
+            data=STRING,
+            mac={"const": "corrupt"},
+            counter={
+                "anyOf": [{"const": "replay"}, {"type": "integer", "minimum": 0}],
+                "description": "replay or a counter value",
+            },
+            key_id={"type": "integer", "minimum": 0},
+        ),
+        "dependentSchemas": SUCI_PROFILE_NEEDS_SUCI,
+    },
+    as_=True,
+    rules=[
+        needs(["raw"], "hex"),
+        only_with(["raw"], "hex"),
+        only_with(["session_request"], "mutate", *REQUEST_OPTIONS),
+        only_with(["session_start_confirmation"], "res", "auts"),
+        only_with(["user_data"], "data"),
+        not_with(["session_request", "raw"], *PROTECTED_OPTIONS),
+    ],
+)
+
+
+@verb("send", schema=SEND_SCHEMA)
 def send(ctx: Context, args: dict[str, Any]) -> None:
     """Send one message. The value names it: session_request, session_start_confirmation, user_data,
     manage_keys_request, manage_keys_response, session_terminate_request, session_terminate_response,
@@ -182,26 +344,51 @@ def _mutated_request(ctx: Context, ue: Any, options: dict[str, Any]) -> bytes:
         return raw + bytes([0xEE, 0x02, 0x00, 0x00])
     if kind == "version_bits":
         if not ue.layout.field_bits.get("version"):
-            raise NotApplicable("the binding has no version field (emsdp.header.version_bits = 0)")
+            raise NotRun("the binding has no version field (emsdp.header.version_bits = 0)")
         return bytes([raw[0] ^ 0x80]) + raw[1:]
     raise Inconclusive(f"unknown mutation {kind!r}")
 
 
-@verb("expect")
+EXPECT_SCHEMA = step(
+    binding_names("emsdp.commands", plus=("user_data", "silence"), title="message"),
+    within=True,
+    as_=True,
+    check=checks(MATCHER_SCHEMAS),
+    rules=[when(["silence"], {"properties": {"check": not_here("silence takes no check")}})],
+)
+
+
+@verb("expect", schema=EXPECT_SCHEMA)
 def expect(ctx: Context, args: dict[str, Any]) -> None:
     """Wait for the next message and check it. The value: a command name, user_data, or silence. within: how
-    long (default the PIXIT's reply timeout). check: matchers on what arrived (see the matcher list)."""
+    long (default the PIXIT's reply timeout). check: matchers on what arrived (see the matcher list).
+    Network duplicates and stale replies are set aside (noted in the trace), never taken as the answer. An
+    answer that comes after `within` (up to a quarter more, at most 0.5 s) makes the step inconclusive, "late
+    by N ms"; so does a datagram that comes after a silence window before the next step acts."""
     ue = _ue(ctx, args)
+    noted = len(ue.notes)
+    try:
+        _expect(ctx, ue, args, noted)
+    except NotJudgeable as exc:
+        raise NotJudged(str(exc)) from None
+    except CheckFailed as exc:
+        spoiled = spoiled_by_network(ctx, ue, exc, _seconds(args.get("within"), ctx.timeout))
+        if spoiled:  # the network's duplicate took the session away: what the step saw proves nothing
+            raise NotJudged(f"not judged: {spoiled}; the step then saw: {exc}") from None
+        raise
+
+
+def _expect(ctx: Context, ue: Any, args: dict[str, Any], noted: int) -> None:
     what = args["_value"]
     within = _seconds(args.get("within"), ctx.timeout)
     if what == "silence":
-        packet = ue.receive(timeout=within)
+        packet = ue.expect_silence(within, f"the {within * 1000:.0f} ms silence window")
         if packet is not None:
             raise CheckFailed("silence", f"nothing within {within}s", ue.codec.describe(packet))
         return
-    packet = ue.receive(timeout=within)
+    packet = ue.receive(timeout=within, grace=late_grace(within), expecting="up" if what == "user_data" else what)
     if packet is None:
-        raise CheckFailed(f"a {what}", f"within {within}s", "silence")
+        raise NoAnswer(f"a {what}", f"within {within}s", silence_seen(ue, noted))
     got = (
         "user_data"
         if getattr(packet, "plane", None) == "up"
@@ -211,9 +398,11 @@ def expect(ctx: Context, args: dict[str, Any]) -> None:
         raise CheckFailed(f"a {what}", what, {"received": got, "message": ue.codec.describe(packet)})
     ctx.last[args.get("as", "ue")] = packet
     run_checks(ctx, ue, packet, args.get("check") or {}, args.get("as", "ue"))
+    if what == "session_start":
+        ue.follow_answer()  # a duplicated Session Request: the next steps use the session the HSE kept
 
 
-@verb("answer_manage_keys")
+@verb("answer_manage_keys", schema=step(NOTHING, as_=True))
 def answer_manage_keys(ctx: Context, args: dict[str, Any]) -> None:
     """Answer the last Manage Keys Request the way the USIM decides (RES, or AUTS on an SQN failure); the keys
     of the next session are saved for key checks (as `next_keys`)."""
@@ -223,26 +412,37 @@ def answer_manage_keys(ctx: Context, args: dict[str, Any]) -> None:
         raise Inconclusive("no Manage Keys Request received")
     try:
         _, keys = ue.answer_manage_keys(request)
+    except PortUnreachable:
+        raise
     except ProtocolError as exc:
         raise CheckFailed("a Manage Keys Request the UE can accept", "verifiable MAC and AUTN", str(exc)) from None
     ctx.saved["next_keys"] = keys
     ctx.saved["next_key_id"] = key_id_for(ctx, tlv_values(request)["rand"], keys)
 
 
-@verb("wait")
+@verb("wait", schema=step({"anyOf": [{"type": "null"}, DURATION], "description": DURATION["description"]}))
 def wait(ctx: Context, args: dict[str, Any]) -> None:
     """Let time pass (e.g. for an idle timer of the SUT)."""
     time.sleep(_seconds(args["_value"], 1.0))
 
 
-@verb("probe")
+@verb("probe", schema=step(names("session", title="probe")))
 def probe(ctx: Context, args: dict[str, Any]) -> None:
-    """The SUT still serves: a fresh UE (its own socket) completes a BEST session."""
-    name = f"probe{len(ctx.ues)}"
+    """Proof of life after a procedure that ends the session: a fresh UE (its own socket) completes a BEST
+    session. The value says what is probed (session)."""
+    expectation = ("the SUT still serves a valid Session Request", "a session")
+    others_judged(ctx)
     try:
-        start_session(ctx, {"as": name})
-    except Inconclusive as exc:
-        raise CheckFailed("the SUT still serves a valid Session Request", "a session", str(exc)) from None
+        _set_up(ctx, {"as": f"probe{len(ctx.ues)}"})
+    except PortUnreachable:
+        raise
+    except NotJudgeable as exc:
+        raise NotJudged(str(exc)) from None
+    except NoReply as exc:
+        raise NoAnswer(*expectation, str(exc)) from None
+    except ProtocolError as exc:
+        raise CheckFailed(*expectation, str(exc)) from None
+    others_judged(ctx)  # a late answer to what the case expected silence for may have come meanwhile
 
 
 EAS_ACTIONS = (
@@ -256,7 +456,6 @@ EAS_ACTIONS = (
     "old_tls",
     "tls_only",
 )
-EAS_OPTIONS = ("identity", "certificate", "session_of", "key", "ue_id", "distinct", "status", "body", "version")
 RAW_BODIES = {  # post_raw body -> the rest.status list it is answered with by default
     "malformed": "bad_request",
     "schema_invalid": "bad_request",
@@ -267,7 +466,67 @@ RAW_BODIES = {  # post_raw body -> the rest.status list it is answered with by d
 }
 
 
-@verb("eas")
+KEY_FORMS: Schema = {  # the key a fetch asks for (key_check)
+    "anyOf": [
+        names("session", "next", "old", "bogus", "provisioned_new", title="key"),
+        mapping(
+            {
+                "provisioned": {"type": "integer"},
+                "expect": {"const": "unknown"},
+                "key_id": {
+                    "anyOf": [{"const": "flipped"}, {"type": "string", "pattern": "^([0-9a-fA-F]{2})+$"}],
+                    "description": "flipped or hexadecimal octets",
+                },
+            },
+            required=["provisioned"],
+        ),
+    ],
+    "description": "session, next, old, bogus, provisioned_new or "
+    "{provisioned: N, expect: unknown, key_id: flipped|<hex>}",
+}
+_FETCHES = ("fetch_key", "fetch_after_deregister")
+_NOT_REFUSED: Schema = {"not": {"const": "refused"}, "description": "refused: only with register"}
+_TLS_ACTIONS = ("old_tls", "tls_only")
+
+
+def _eas_option(action: str, **properties: Schema) -> Schema:
+    """A rule: with this action, these options take only these values."""
+    return when([action], {"properties": {"with": {"properties": properties}}})
+
+
+EAS_SCHEMA = step(
+    names(*EAS_ACTIONS, title="action"),
+    with_=options(
+        identity=STRING,
+        certificate={"type": "string", "description": "own, none, foreign or another identity"},
+        session_of={"type": "string", "description": "another identity, or unissued"},
+        key=KEY_FORMS,
+        ue_id={"type": ["string", "integer"]},
+        distinct=TRUE,
+        status=binding_names("rest.status", plus=("refused",), title="status"),
+        body=STRING,
+        version=STRING,
+    ),
+    rules=[
+        only_with(["register", "post_raw"], "body"),
+        _eas_option("register", body=names("dtd_entity", title="register body")),
+        _eas_option("post_raw", body=names(*RAW_BODIES, title="post_raw body")),
+        needs(["post_raw"], "body"),
+        only_with(_TLS_ACTIONS, "version"),
+        _eas_option("old_tls", version=names("TLSv1", "TLSv1.1", title="old TLS version")),
+        _eas_option("tls_only", version=names("TLSv1.2", "TLSv1.3", title="TLS version")),
+        not_with(_TLS_ACTIONS, "certificate"),
+        not_with([*_TLS_ACTIONS, "expect_push"], "status"),
+        when(["register"], {}, otherwise={"properties": {"with": {"properties": {"status": _NOT_REFUSED}}}}),
+        only_with([*_FETCHES, "expect_push"], "key"),
+        _eas_option("expect_push", key=names("provisioned_new", title="pushed key")),
+        only_with(_FETCHES, "ue_id", "distinct"),
+        only_with(["subscribe", *_FETCHES, "deregister"], "session_of"),
+    ],
+)
+
+
+@verb("eas", schema=EAS_SCHEMA)
 def eas(ctx: Context, args: dict[str, Any]) -> None:
     """A key-server client action: the EAS towards an HSE, the EMSE towards an EMKS (identity default
     pixit.eas_id, or pixit.emse_id when the SUT is an EMKS). The value: register, subscribe, fetch_key,
@@ -286,27 +545,21 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
     identity = options.get("identity") or ctx.client_id
     if action in ("old_tls", "tls_only"):
         default = "TLSv1.1" if action == "old_tls" else "TLSv1.2"
-        _tls_only(ctx, identity, str(options.get("version", default)), accepted=action == "tls_only")
+        tls_only(ctx, identity, str(options.get("version", default)), accepted=action == "tls_only")
+        return
+    if options.get("status") == "refused":
+        _refused(ctx, identity, options)
         return
     role = ctx.eas(options.get("identity"), certificate=options.get("certificate", "own"))
     try:
         if action == "register":
             expected = options.get("status", "registered")
-            try:
-                response = role.client.request(
-                    "POST",
-                    role.client.path("register"),
-                    content=_registration_body(ctx, role, identity, options.get("body")),
-                    headers={"content-type": ctx.binding["rest.content_type"]},
-                )
-            except Exception as exc:  # TLS refused: no HTTP answer at all
-                if expected == "refused":
-                    return
-                raise CheckFailed(
-                    "registration", f"HTTP {ctx.binding['rest.status.registered']}", f"{type(exc).__name__}: {exc}"
-                ) from None
-            if expected == "refused":
-                raise CheckFailed("a refused TLS connection", "no HTTP exchange", f"HTTP {response.status_code}")
+            response = role.client.request(
+                "POST",
+                role.client.path("register"),
+                content=_registration_body(ctx, role, identity, options.get("body")),
+                headers={"content-type": ctx.binding["rest.content_type"]},
+            )
             allowed = ctx.binding[f"rest.status.{expected}"]
             if response.status_code not in allowed:
                 raise CheckFailed(f"registration answered {expected}", allowed, response.status_code)
@@ -348,8 +601,24 @@ def eas(ctx: Context, args: dict[str, Any]) -> None:
             raise Inconclusive(f"unknown EAS action {action!r}")
     except KeyServerError as exc:
         raise CheckFailed(f"EAS {action}", "a successful answer", f"HTTP {exc.status}: {exc.body!r}") from None
-    except (TimeoutError, ConnectionError) as exc:
-        raise CheckFailed(f"EAS {action}", "a TLS connection", str(exc)) from None
+    except (httpx.TransportError, OSError) as exc:
+        raise transport_failure(ctx, exc, f"EAS {action}") from None
+
+
+def _refused(ctx: Context, identity: str, options: dict[str, Any]) -> None:
+    """A registration with the certificate the case names (none, foreign, another identity's) must be refused
+    at the TLS layer: a TLS alert or a handshake the server broke off, judged after a control connection with
+    valid credentials succeeded. An HTTP answer of any status fails; nothing listening is no refusal."""
+    control_connection(ctx)
+    role = ctx.eas(options.get("identity"), certificate=options.get("certificate", "own"))
+    try:
+        response = role.client.request(
+            "POST", role.client.path("register"), content=role.client.xml.registration(identity)
+        )
+    except (httpx.TransportError, OSError) as exc:
+        refusal(ctx, exc)  # raises when it is no refusal (nothing listens, no answer)
+        return
+    raise CheckFailed("a refused TLS connection", "a TLS alert or an aborted handshake", f"HTTP {response.status_code}")
 
 
 def _expect_push(ctx: Context, role: Any, identity: str, options: dict[str, Any]) -> None:
@@ -358,8 +627,8 @@ def _expect_push(ctx: Context, role: Any, identity: str, options: dict[str, Any]
     just made, for this EMSE, under its UE identity and key identifier."""
     try:
         doc, pusher = role.pushed.get(timeout=ctx.timeout)
-    except Exception:
-        raise CheckFailed("a pushed key", "a notification", "none within the reply timeout") from None
+    except queue.Empty:
+        raise NoAnswer("a pushed key", "a notification", f"none within {ctx.timeout}s") from None
     if pusher is None:
         raise CheckFailed("a push over mutual TLS", "the key server's client certificate", "no certificate")
     if options.get("key") == "provisioned_new":
@@ -371,6 +640,12 @@ def _expect_push(ctx: Context, role: Any, identity: str, options: dict[str, Any]
         return
     ue = ctx.ue()
     expected_key = ue.session.keys["kint_eas_psk"] if ue.session else None
+    left = {s.keys["kint_eas_psk"] for s in ue.superseded.values()} - {expected_key}
+    while doc.key in left:  # the key of a session a network duplicate of the Session Request superseded
+        try:
+            doc, pusher = role.pushed.get(timeout=ctx.timeout)
+        except queue.Empty:
+            raise NoAnswer("a pushed key", "a notification", f"none within {ctx.timeout}s") from None
     if doc.key != expected_key:
         raise CheckFailed("the pushed key is the UE's KInt_EAS_PSK", expected_key, doc.key)
 
@@ -432,53 +707,6 @@ def _post_raw(ctx: Context, role: Any, identity: str, options: dict[str, Any]) -
     allowed = ctx.binding[f"rest.status.{status}"]
     if response.status_code not in allowed:
         raise CheckFailed(f"a {kind} body answered {status}", allowed, f"HTTP {response.status_code}")
-
-
-def _tls_only(ctx: Context, identity: str, version: str, *, accepted: bool) -> None:
-    """A TLS handshake (with the client's own certificate) offering only `version`. accepted=False: the SUT
-    must refuse it (old_tls: below tls.min_version); accepted=True: the SUT must complete it (tls_only: a
-    version TS 33.210 6.2 requires). Not applicable if the harness's own TLS library cannot offer that
-    version."""
-    import socket
-    import ssl
-    import warnings
-    from urllib.parse import urlsplit
-
-    url = ctx.profile.endpoints.key_server
-    if not url:
-        raise NotApplicable("the profile names no key_server endpoint")
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 443
-    ca, cert, key, _ = ctx._material(identity, "own")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.load_verify_locations(cafile=str(ca))
-    if cert is not None:
-        context.load_cert_chain(str(cert), None if key is None else str(key))
-    with warnings.catch_warnings():  # the ssl module deprecates the very versions this checks
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            tls_version = ssl.TLSVersion[version.replace(".", "_")]
-            context.minimum_version = context.maximum_version = tls_version
-            if not accepted:
-                context.set_ciphers("DEFAULT:@SECLEVEL=0")
-        except (KeyError, ValueError, ssl.SSLError) as exc:
-            raise NotApplicable(f"the harness's TLS library cannot offer {version}: {exc}") from None
-    try:
-        with (
-            socket.create_connection((host, port), timeout=ctx.timeout) as sock,
-            context.wrap_socket(sock, server_hostname=host) as tls,
-        ):
-            negotiated = tls.version()
-    except ssl.SSLError as exc:
-        if exc.reason in ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE"):
-            raise NotApplicable(f"the harness's TLS library cannot offer {version}: {exc.reason}") from None
-        negotiated, refusal = None, f"refused: {exc.reason or exc}"
-    except OSError as exc:
-        negotiated, refusal = None, f"refused: {exc}"
-    if accepted and negotiated != version:
-        raise CheckFailed(f"a {version}-only handshake completed (TS 33.210 6.2)", version, negotiated or refusal)
-    if not accepted and negotiated is not None:
-        raise CheckFailed(f"a {version} handshake refused", f"at least {ctx.binding['tls.min_version']}", negotiated)
 
 
 def _eas_session(ctx: Context, identity: str | None = None, options: dict[str, Any] | None = None) -> str:

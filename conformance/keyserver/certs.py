@@ -246,3 +246,14 @@ def _replace(path: Path, data: bytes, mode: int) -> None:
         out.write(data)
     os.chmod(tmp, mode)  # O_CREAT's mode is masked by the umask and ignored for an existing file
     os.replace(tmp, path)
+
+
+def harness_certificates() -> CertificateDirectory:
+    """The harness's own CA (user cache): it issues the push receiver's server certificate when the profile
+    gives none, so a SUT that pushes keys must trust this CA (`best-conformance harness-ca` prints it)."""
+    return CertificateDirectory(name="harness")
+
+
+def foreign_certificates() -> CertificateDirectory:
+    """A CA no SUT trusts (user cache, never a run folder): the harness's "certificate from another CA"."""
+    return CertificateDirectory(name="foreign")

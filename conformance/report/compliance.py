@@ -5,10 +5,11 @@ of every value), how the run went (times, reference SUT and faults, whether secr
 every case with its evidence (pcap, decoded trace, key log: each with its sha256, paths relative to the run
 folder), every requirement of the ledger with the cases that test it, and the decision:
 
-    pass when every `shall` case of the suite ran and passed (or does not apply to the SUT per its PICS),
-    and no case ended in error.
+    pass when every `shall` case of the suite that applies to the SUT (per its PICS) ran and passed, no case
+    ended in error, and every result line was readable.
 
-A case left out of the run (-k) counts against `pass`: a partial run does not certify anything.
+A case left out of the run (-k) or not run (the profile lacks what it needs) counts against `pass`: a partial
+run does not certify anything.
 """
 
 from __future__ import annotations
@@ -20,24 +21,25 @@ import json
 import shutil
 import subprocess
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from conformance import __version__
-from conformance.engine.results import read_results
+from conformance.engine.results import load_results
 from conformance.report.secrets import profile_secrets
 
 FORMAT, FORMAT_VERSION = "best-conformance/compliance", 1
 COMPLIANCE = "compliance.json"
 SCHEMA = Path(__file__).with_name("compliance.schema.json")
 DECISION_RULE = (
-    "pass when every `shall` case of the suite ran and passed (or does not apply to the SUT per its PICS), "
-    "and no case ended in error"
+    "pass when every shall case of the suite that applies to the SUT (per its PICS) ran and passed, no case "
+    "ended in error, and every result was readable; a case not run or left out counts against pass"
 )
 # worst first: a requirement's verdict is the worst of its cases'
-VERDICT_ORDER = ("error", "fail", "inconclusive", "warn", "pass", "not applicable", "skipped")
-NOT_PASSED_SHALL = ("fail", "inconclusive", "skipped")
+VERDICT_ORDER = ("error", "fail", "inconclusive", "not run", "warn", "pass", "not applicable", "skipped")
+NOT_PASSED_SHALL = ("fail", "inconclusive")
+NOT_RUN = ("not run", "skipped")
 
 
 class ComplianceError(ValueError):
@@ -93,7 +95,8 @@ def write_compliance(
     results_path = run_dir / "results.jsonl"
     if not results_path.exists():
         return None
-    results = sorted(read_results(results_path), key=lambda r: r["case"])
+    loaded = load_results(results_path)
+    results = sorted(loaded.results, key=lambda r: r["case"])
     files = _suite_files(profile, suite_files)
     cases = _suite_cases(files)
     ledger, ledger_record = _ledger()
@@ -108,6 +111,7 @@ def write_compliance(
             "file": str(profile_file or getattr(profile, "path", None) or "") or None,
             "pics_sha256": digest(profile.pics.model_dump(mode="json")),
             "pixit_sha256": digest(profile.pixit.model_dump(mode="json")),
+            "endpoints": sut_endpoints(profile),
         },
         "pics": profile.pics.model_dump(mode="json"),
         "binding": [
@@ -121,7 +125,7 @@ def write_compliance(
             "faults": sorted(set(faults)),
             "secrets": "revealed" if reveal_secrets else "masked",
         },
-        "decision": _decision(results, cases),
+        "decision": decision(results, cases, loaded.unreadable, applies=_applies_to(profile)),
         "totals": dict(sorted(Counter(r["verdict"] for r in results).items())),
         "requirements": _requirements(ledger, results, cases, profile.sut.kind),
         "cases": [_case(r, cases.get(r["case"]), run_dir, reveal_secrets) for r in results],
@@ -131,6 +135,19 @@ def write_compliance(
     out = run_dir / COMPLIANCE
     out.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
+
+
+def sut_endpoints(profile: Any) -> dict[str, str]:
+    """Where the run reached the SUT: its EMSDP or DTLS port (an embedded reference listens on a free one) and
+    its key server, so that `dissect` and the Wireshark dissector read the run's pcaps on the right port."""
+    found: dict[str, str] = {}
+    if profile.sut.kind == "hse":
+        found["hse"] = "{}:{}".format(*profile.hse_endpoint)
+    if profile.sut.kind == "emse":
+        found["emse"] = "{}:{}".format(*profile.emse_endpoint)
+    if profile.endpoints.key_server and profile.sut.kind != "emse":
+        found["key_server"] = profile.endpoints.key_server
+    return found
 
 
 def _suite_files(profile: Any, given: Iterable[str | Path] | None) -> list[Path]:
@@ -199,18 +216,66 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None
 
 
-def _decision(results: list[dict[str, Any]], cases: dict[str, Any]) -> dict[str, Any]:
+def decision(
+    results: list[dict[str, Any]],
+    cases: dict[str, Any],
+    unreadable: Iterable[str] = (),
+    *,
+    applies: Callable[[Any], bool] | None = None,
+) -> dict[str, Any]:
+    """The run's decision (DECISION_RULE) with its reason in one line. `applies(case)`: whether a case left out
+    of the run applies to the SUT (per its PICS); without it every case left out counts."""
     ran = {r["case"] for r in results}
-    failed = [r["case"] for r in results if r["level"] == "shall" and r["verdict"] in NOT_PASSED_SHALL]
+    shall = [r for r in results if r["level"] == "shall"]
+    failed = [r["case"] for r in shall if r["verdict"] in NOT_PASSED_SHALL]
     errors = [r["case"] for r in results if r["verdict"] == "error"]
-    not_run = sorted(i for i, c in cases.items() if i not in ran and c.level == "shall")
-    return {
+    left_out = [i for i, c in cases.items() if i not in ran and c.level == "shall" and (applies is None or applies(c))]
+    not_run = sorted({r["case"] for r in shall if r["verdict"] in NOT_RUN} | set(left_out))
+    unreadable = list(unreadable)
+    outcome = "fail" if failed or errors or not_run or unreadable else "pass"
+    record = {
         "rule": DECISION_RULE,
-        "outcome": "fail" if failed or errors or not_run else "pass",
+        "outcome": outcome,
+        "reason": _reason(outcome, shall, failed, errors, not_run, unreadable),
         "failed_shall": failed,
         "errors": errors,
         "not_run": not_run,
     }
+    if unreadable:
+        record["unreadable"] = unreadable
+    return record
+
+
+def _reason(
+    outcome: str,
+    shall: list[dict[str, Any]],
+    failed: list[str],
+    errors: list[str],
+    not_run: list[str],
+    unreadable: list[str],
+) -> str:
+    if outcome == "pass":
+        passed = sum(r["verdict"] == "pass" for r in shall)
+        return f"every applicable shall case passed ({passed})"
+    verdicts = {r["case"]: r["verdict"] for r in shall}
+    parts = [
+        f"{n} shall case(s) {what}"
+        for what, n in (
+            ("failed", sum(verdicts.get(i) == "fail" for i in failed)),
+            ("inconclusive", sum(verdicts.get(i) == "inconclusive" for i in failed)),
+            ("not run", len(not_run)),
+        )
+        if n
+    ]
+    parts += [f"{len(errors)} case(s) ended in a harness error"] if errors else []
+    parts += [f"{len(unreadable)} result line(s) unreadable"] if unreadable else []
+    return "; ".join(parts)
+
+
+def _applies_to(profile: Any) -> Callable[[Any], bool]:
+    from conformance.engine.runner import applicable
+
+    return lambda case: applicable(case, profile) is None
 
 
 def worst(verdicts: Iterable[str]) -> str | None:
@@ -277,6 +342,7 @@ def _case(r: dict[str, Any], case: Any, run_dir: Path, reveal: bool) -> dict[str
         "started": iso(r.get("started") or 0.0),
         "duration": round(float(r.get("duration") or 0.0), 6),
         "binding_dependent": r.get("binding_dependent") or [],
+        "notes": r.get("notes") or [],
         "evidence": _evidence(r, run_dir, reveal),
     }
 
@@ -349,6 +415,23 @@ def load_compliance(path: str | Path) -> dict[str, Any]:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ComplianceError(f"{path}: does not match {SCHEMA.name}: {problems[0]}{more}")
     return doc
+
+
+def run_binding(run_dir: str | Path) -> tuple[dict[str, Any], int | None]:
+    """The binding a run used, as overrides of the default binding, and the UDP port its SUT listened on (HSE
+    EMSDP or EMSE DTLS), from its compliance.json: what reading its pcaps needs."""
+    from conformance.binding import load_binding
+
+    doc = load_compliance(run_dir)
+    defaults = load_binding()
+    overrides = {
+        entry["key"]: {"value": entry["value"], "source": entry["source"]}
+        for entry in doc["binding"]
+        if entry["key"] in defaults and entry["value"] != defaults[entry["key"]]
+    }
+    endpoints = doc["profile"].get("endpoints") or {}
+    where = endpoints.get("hse") or endpoints.get("emse")
+    return overrides, int(where.rsplit(":", 1)[1]) if where else None
 
 
 def case_digests(doc: dict[str, Any]) -> dict[str, str]:

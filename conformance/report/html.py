@@ -18,7 +18,7 @@ import jinja2
 
 from conformance.report.ladder import build_ladder
 
-VERDICTS = ("pass", "fail", "warn", "inconclusive", "error", "not applicable", "skipped")
+VERDICTS = ("pass", "fail", "warn", "inconclusive", "error", "not run", "not applicable", "skipped")
 REPORT = "report.html"
 
 

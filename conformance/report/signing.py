@@ -265,6 +265,10 @@ def _read_signature(run_dir: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if not (run_dir / COMPLIANCE).exists():
+            raise SigningError(
+                f"{run_dir}: not a run folder (no {COMPLIANCE}, no {SIGNATURE}); give one such as reports/<run-id>/"
+            ) from None
         raise SigningError(f"{path}: missing; sign the run folder first (best-conformance sign {run_dir})") from None
     except (OSError, ValueError) as exc:
         raise SigningError(f"{path}: not readable as JSON: {exc}") from None

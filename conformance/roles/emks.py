@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from conformance.keyserver.app import create_app
-from conformance.keyserver.certs import CertificateDirectory, certificate_identity
+from conformance.keyserver.certs import certificate_identity, foreign_certificates
 from conformance.keyserver.server import KeyServer, server_ssl_context
 from conformance.keyserver.store import EmksStore
 
@@ -237,14 +237,15 @@ class HarnessEmks:
         self.server.stop()
 
     def live_session(self, identity: str) -> str | None:
-        """The session id of a registration the identity holds now, if any."""
+        """The session id of the newest registration the identity holds now, if any (an EMSE that registered
+        twice uses the session of its newest registration)."""
         registrations = self.app.state.keyserver.registrations
-        return next((sid for sid, r in list(registrations.items()) if r.owner == identity), None)
+        return next((sid for sid, r in reversed(list(registrations.items())) if r.owner == identity), None)
 
-    def impersonate(self, scratch: Path) -> None:
+    def impersonate(self) -> None:
         """Serve from now on with a certificate for the same host names from another CA (a rogue key server):
         the same port, the same registrations. `restore` goes back."""
-        rogue = CertificateDirectory(scratch / "rogue-ca").server()
+        rogue = foreign_certificates().server()
         self._restart(rogue.cert, rogue.key)
         self.changed = True
 

@@ -67,7 +67,7 @@ def test_lint_names_file_and_line_for_each_problem(tmp_path):
     text = "\n".join(report.errors)
     for expected in (
         f"{path}:8: case X-1: unknown verb 'dance'",
-        f"{path}:9: case X-1: unknown matcher 'sparkles'",
+        f"{path}:9: case X-1: expect: unknown matcher 'sparkles'",
         f"{path}:11: case X-2: refs must name at least one spec clause",
         f"{path}:11: case X-2: level must be one of shall, should, may",
         f"{path}:19: case id X-1 is also used at {path}:2",
@@ -173,7 +173,9 @@ def test_run_against_the_embedded_reference_writes_every_report(tmp_path):
     assert done.returncode == 0, done.stderr
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     results = read_results(run_dir / "results.jsonl")
-    assert results and {r["verdict"] for r in results} <= {"pass", "not applicable"}
+    assert results and {r["verdict"] for r in results} <= {"pass", "not applicable", "not run"}
+    assert all("binding" in r["reason"] for r in results if r["verdict"] == "not run")
+    assert "decision: PASS" in done.stderr
     junit = (run_dir / "junit.xml").read_text()
     assert "testsuite" in junit and results[0]["case"] in junit
     allure = list((run_dir / "allure-results").iterdir())
@@ -232,7 +234,8 @@ def test_list_and_explain(tmp_path):
 def test_parallel_workers_share_one_run_folder(tmp_path):
     """-n 2: each xdist worker tests its own embedded reference and writes into the same results.jsonl."""
     done = run_cli(tmp_path, "-n", "2", "-k", "SR-00")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # a partial run never certifies: the decision is not pass
+    assert "9 cases: 9 pass" in done.stderr and "decision: FAIL" in done.stderr and "not run" in done.stderr
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     results = read_results(run_dir / "results.jsonl")
     assert len(results) >= 2 and len({r["case"] for r in results}) == len(results)

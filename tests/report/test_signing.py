@@ -169,6 +169,7 @@ def test_bad_input_is_exit_2_with_one_line(run_copy, signed, key, tmp_path, caps
     cases = [
         (("verify", tmp_path / "nowhere"), "not a folder"),
         (("verify", unsigned), "signature.json: missing; sign the run folder first"),
+        (("verify", tmp_path), "not a run folder (no compliance.json, no signature.json)"),
         (("verify", signed, "--public-key", key), "a private key; give its public key"),
         (("sign", signed, "--key", f"{key}.pub"), "not an unencrypted PEM private key"),
         (("sign", tmp_path, "--key", key), "compliance.json: missing"),

@@ -1,0 +1,163 @@
+"""`best-conformance run`: one conformance run through the pytest plugin, accounted for, and its exit code.
+
+pytest runs the cases (design.md 4); this module builds its arguments, checks afterwards that every case pytest
+collected has its result line, and turns the run's decision (compliance.json) into the exit code: 0 only when
+the decision is pass.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import json
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.engine.results import load_results
+from conformance.exit_codes import EXIT_FAIL, EXIT_HARNESS, EXIT_PASS, EXIT_USAGE
+
+
+class RunError(ValueError):
+    """Bad input to a run, found before it starts: one line naming it and the fix (exit 2)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    profile: str
+    embedded: bool
+    faults: tuple[str, ...] = ()
+    keyword: str | None = None
+    reports: str = "reports"
+    workers: int | None = None
+    reveal_secrets: bool = False
+    baseline: str | None = None
+    strict_baseline: bool = False
+    stop_after: int | None = None
+
+
+def check_faults(options: RunOptions) -> None:
+    """Fault names are known (with a did-you-mean), and only switched on where the harness runs the SUT."""
+    if not options.faults:
+        return
+    if not options.embedded:
+        raise RunError(
+            "--fault switches on a fault of the embedded reference; this run tests the SUT the profile points at "
+            "(add --reference to test the reference the profile describes)"
+        )
+    from conformance.reference.faults import BY_NAME
+
+    for name in options.faults:
+        if name not in BY_NAME:
+            close = difflib.get_close_matches(name, BY_NAME, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise RunError(f"--fault {name!r} is not in the catalogue; {hint}known: {', '.join(sorted(BY_NAME))}")
+
+
+def new_run_id() -> str:
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def pytest_args(options: RunOptions, run_dir: Path) -> list[str]:
+    args = [
+        "-o",
+        "addopts=",  # a run is not the harness's own test session: none of its pytest settings apply
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:terminal",
+        "--best-profile",
+        options.profile,
+        "--best-reports",
+        str(run_dir.parent),
+        "--best-run-id",
+        run_dir.name,
+        "--junitxml",
+        str(run_dir / "junit.xml"),
+        "--alluredir",
+        str(run_dir / "allure-results"),
+        "-W",
+        "ignore::pytest.PytestUnraisableExceptionWarning",
+    ]
+    args += ["--best-reference"] if options.embedded else []
+    args += [a for fault in options.faults for a in ("--best-fault", fault)]
+    args += ["-k", options.keyword] if options.keyword else []
+    args += ["-n", str(options.workers)] if options.workers else []
+    args += ["--best-reveal-secrets"] if options.reveal_secrets else []
+    args += ["--best-stop-after", str(options.stop_after)] if options.stop_after is not None else []
+    if options.baseline:
+        args += ["--best-baseline", options.baseline] + (["--best-strict-baseline"] if options.strict_baseline else [])
+    return args
+
+
+class Collected:
+    """A pytest plugin that remembers which cases were collected (under xdist, what the workers collected), so
+    that the run can be checked for a result line per case."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.errors: list[str] = []  # what broke collection (a suite file, the profile), for the console
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            text = str(report.longrepr).strip().splitlines()
+            self.errors.append(f"{report.nodeid or 'collection'}: {text[-1] if text else 'failed'}")
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        self.ids |= {item.nodeid.rsplit("::", 1)[-1] for item in session.items}
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.ids |= {nodeid.rsplit("::", 1)[-1] for nodeid in ids}
+
+
+@dataclass
+class Outcome:
+    """How a run ended, for the console and the exit code."""
+
+    code: int
+    lines: list[str]  # what the console says last: the decision with its reason, the counts, where things are
+    results: list[dict[str, Any]]
+
+
+def conclude(run_dir: Path, pytest_code: int, collected: Collected, keyword: str | None) -> Outcome:
+    """The exit code of a finished pytest run and what to say about it. Raises RunError when nothing ran
+    because -k matched no case (the empty run folder is removed)."""
+    if pytest_code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        if run_dir.is_dir() and not (run_dir / "results.jsonl").exists():
+            shutil.rmtree(run_dir)
+        matching = f" matches -k {keyword!r}" if keyword else " was collected"
+        raise RunError(f"no case{matching}; `best-conformance list` shows the cases")
+    results_file = run_dir / "results.jsonl"
+    if pytest_code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR) or not results_file.exists():
+        code = EXIT_USAGE if pytest_code == pytest.ExitCode.USAGE_ERROR else EXIT_HARNESS
+        why = collected.errors or ["see the error above"]
+        return Outcome(code, [f"the run could not start: {why[0]}", *why[1:3]], [])
+    loaded = load_results(results_file)
+    lines = [f"unreadable result: {line}" for line in loaded.unreadable]
+    missing = sorted(collected.ids - {r["case"] for r in loaded.results})
+    decision = _decision(run_dir)
+    counts = Counter(r["verdict"] for r in loaded.results)
+    lines.append(f"{len(loaded.results)} cases: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+    if decision is None:
+        lines.append(f"no compliance.json was written in {run_dir}: the run's record is incomplete")
+        return Outcome(EXIT_HARNESS, lines, loaded.results)
+    lines.append(f"decision: {decision['outcome'].upper()}: {decision.get('reason', '')}")
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        lines.append(f"{len(missing)} collected case(s) wrote no result: {shown}")
+        return Outcome(EXIT_HARNESS, lines, loaded.results)
+    if decision["errors"] or loaded.unreadable:
+        return Outcome(EXIT_HARNESS, lines, loaded.results)
+    return Outcome(EXIT_PASS if decision["outcome"] == "pass" else EXIT_FAIL, lines, loaded.results)
+
+
+def _decision(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "compliance.json").read_text(encoding="utf-8"))["decision"]
+    except (OSError, ValueError, KeyError):
+        return None
