@@ -1,4 +1,4 @@
-"""Proving the suites on the reference SUTs (design.md 7): `best-conformance selftest`.
+"""Proving the suites on the reference SUTs (design.md 7, 7a): `best-conformance selftest`.
 
 For each kind of reference SUT that ships a profile and a suite, run the suite against the conformant reference
 (every case must pass or be not applicable), then once per catalogued fault of that kind's components. A fault
@@ -7,33 +7,54 @@ a fault that only makes `should`/`may` cases warn, or cases inconclusive, would 
 at pass, so it is a hole, unless WARN_SUFFICES says the fault breaks only a should/may requirement. Besides,
 EXPECTED_CATCHERS names per fault the cases that must give their failing verdict (fail for `shall`, warn for
 `should`/`may`); the suite tests share that table and the run-a-suite-against-a-reference logic below.
+
+A dead fault (faults.Fault.dead: the SUT hangs, exits or stops answering) is judged by what a lab would sign:
+the run's decision (report.compliance.decision) must be fail, and no negative case that touches a dead
+interface may pass when the SUT died before it ended; each such pass is a false pass, reported by case.
+
+Every run is made on two paths (`--path`): *embedded*, the reference in the selftest's own process (the
+harness shares its certificates), and *external*, the path labs use: the reference as its own process
+(`best-conformance serve`, see reference/process.py), reached only through the profile a lab would write
+(endpoints, TLS files, shell triggers), with the harness's peers started as `run` starts them. On the external
+path the conformant run of the whole suite is the real command, `best-conformance run --profile lab.yaml`,
+which must exit 0; fault runs and case slices run the cases in-process against the external SUT.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
 import fnmatch
 import importlib.util
 import json
+import logging
 import multiprocessing
+import shlex
+import shutil
+import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from conformance.engine.embedded import embedded_reference
 from conformance.engine.lint import load_suite
 from conformance.engine.model import Case, suite_dir
+from conformance.engine.peers import harness_peers
 from conformance.engine.results import Result, ResultsFile, Verdict
 from conformance.engine.runner import run_case
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.profile import LoadedProfile, load_profile
-from conformance.reference.faults import BY_NAME, CATALOGUE, parse_faults
+from conformance.reference.faults import BY_NAME, CATALOGUE, DEATH_LOGGER, death_time, parse_faults
+from conformance.reference.process import ServedReference, cli_command, free_port
+from conformance.report.compliance import decision
 from conformance.report.secrets import mask_result
 
 # Which catalogue components each reference SUT kind implements, so which faults it can be run with.
@@ -79,6 +100,10 @@ EXPECTED_CATCHERS: dict[str, dict[str, list[str]]] = {
         "subscription_not_owned": ["HSE-EAS-013"],
         "tls12_not_supported": ["HSE-TLS-007"],
         "tls13_not_supported": ["HSE-TLS-008"],
+        # dead and crashing SUTs (judged by the decision and false passes; these fail on their own too)
+        "hse_hangs_after_setup": ["HSE-EAS-002"],
+        "hse_exits_on_malformed": ["HSE-MF-001"],
+        "keyserver_closes_connections": ["HSE-EAS-001"],
     },
     "emks": {
         "client_cert_not_required": ["EMKS-TLS-001"],
@@ -92,6 +117,7 @@ EXPECTED_CATCHERS: dict[str, dict[str, list[str]]] = {
         "subscription_not_owned": ["EMKS-SUB-004"],
         "tls12_not_supported": ["EMKS-TLS-007"],
         "tls13_not_supported": ["EMKS-TLS-008"],
+        "keyserver_closes_connections": ["EMKS-REG-001"],
     },
     "emse": {
         "emse_server_cert_not_checked": ["EMSE-REG-006"],
@@ -105,6 +131,7 @@ EXPECTED_CATCHERS: dict[str, dict[str, list[str]]] = {
         "emse_wrong_content_type": ["EMSE-REG-001"],
         "emse_no_tls12": ["EMSE-REG-007"],
         "emse_no_tls13": ["EMSE-REG-008"],
+        "emse_never_answers": ["EMSE-KEY-001"],
     },
 }
 
@@ -200,6 +227,7 @@ class Plan:
 
     faults: dict[str, list[str]]
     cases: dict[str, list[Case]]
+    patterns: tuple[str, ...] = ()  # --case globs: a slice of the suites (no `run` of a whole suite then)
 
 
 def plan(kinds: Iterable[str] = (), faults: Iterable[str] = (), patterns: Iterable[str] = ()) -> Plan:
@@ -225,12 +253,29 @@ def plan(kinds: Iterable[str] = (), faults: Iterable[str] = (), patterns: Iterab
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(c.id, pattern) for cs in cases.values() for c in cs):
             raise SelftestError(f"--case {pattern}: matches no case of {', '.join(kinds)}; see `best-conformance list`")
-    return Plan(by_kind, cases)
+    return Plan(by_kind, cases, tuple(patterns))
 
 
 # ---- one run: a kind's selected cases against its reference, conformant or with one fault -----------------
 
-CHUNK = 24  # cases per task: each task starts a fresh reference (~0.2 s) and runs them in suite order
+# faults whose runs mostly wait for reply timeouts (every request, or everything after a death, unanswered):
+# their slices start first, so that the quick runs fill the workers around them
+SLOW = frozenset(
+    {
+        "no_reply",
+        "wrong_fc",
+        "wrong_truncation",
+        "hse_hangs_after_setup",
+        "emse_never_answers",
+        "emse_never_deregisters",
+    }
+)
+CHUNK = 24  # cases per embedded task: each task starts a fresh reference (~0.2 s) and runs them in suite order
+# cases per external task at most: a served reference costs a process start (~1.5 s of CPU) and its certificates,
+# so the external path cuts each run into fewer slices of equal size (the HSE suite: two)
+EXTERNAL_CHUNK = 50
+PATHS = ("embedded", "external")
+LAB_RUN_TIMEOUT = 900.0  # s for `best-conformance run` of one kind's whole suite against the served reference
 
 
 @dataclass
@@ -240,6 +285,10 @@ class Run:
     seconds: float
     results: dict[str, Result]  # case id -> its result
     crashed: str = ""  # the run itself failed (the reference would not start, ...)
+    path: str = "embedded"
+    deaths: dict[str, float] = field(default_factory=dict)  # case id -> when the SUT it ran against died
+    exits: list[int | None] = field(default_factory=list)  # external: how each served reference ended
+    lab: dict[str, Any] | None = None  # external conformant: the `run` command, its exit code and decision
 
     def verdict(self, case_id: str) -> Verdict:
         return self.results[case_id].verdict
@@ -250,60 +299,301 @@ class Task:
     kind: str
     fault: str | None
     cases: list[Case]
-    out: Path  # pcaps of this kind and fault go to out/pcaps/
-    certs: Path  # one CA for the whole selftest: issued once, shared by every run
+    out: Path  # pcaps of this kind, fault and path go to out/pcaps/
+    certs: Path  # embedded: one CA for the whole selftest, issued once, shared by every run
+    path: str = "embedded"
+    lab_run: bool = False  # external: the whole suite through `best-conformance run --profile lab.yaml`
 
 
 def run_task(task: Task) -> Run:
     """Run the task's cases against a fresh reference of its kind; keep the pcaps of cases that did not pass."""
     start = time.monotonic()
+    runner = _run_lab_command if task.lab_run else _run_external if task.path == "external" else _run_embedded
     try:
-        profile = load_profile(shipped_profile(f"reference-{task.kind}.yaml"))
-        with embedded_reference(profile, frozenset({task.fault} - {None}), certs=CertificateDirectory(task.certs)) as (
-            running,
-            certs,
-        ):
-            results = [run_case(case, running, task.out, certs=certs) for case in task.cases]
+        run = runner(task)
     except Exception as exc:  # reported as a crashed run, with its reason
-        return Run(task.kind, task.fault, time.monotonic() - start, {}, crashed=f"{type(exc).__name__}: {exc}")
-    for result in results:
+        run = Run(task.kind, task.fault, 0.0, {}, crashed=f"{type(exc).__name__}: {exc}", path=task.path)
+    run.seconds = time.monotonic() - start
+    for result in run.results.values() if not task.lab_run else ():  # a run folder stays as `run` wrote it
         if result.verdict in (Verdict.PASS, Verdict.NOT_APPLICABLE) and result.pcap:
             Path(result.pcap).unlink(missing_ok=True)  # evidence is kept where something was found
+    return run
+
+
+# The time the reference has to answer in the selftest's profiles (pixit.reply_timeout; the shipped profiles leave
+# the default, 2 s): it answers on the same host within milliseconds, and runs of faults that leave requests
+# unanswered mostly wait for this
+REPLY_TIMEOUT = 1.0
+STOP_AFTER = 5  # as `run --stop-after`: cases in a row without any answer from the SUT before a slice stops
+
+
+def run_slice(task: Task, run_one: Any) -> list[Result]:
+    """The task's cases in order, `run_one(case)` each. As `run` does for a lab, once STOP_AFTER cases in a row
+    got no answer at all from the SUT (a dead SUT, or one that ignores every request) the slice stops waiting
+    for every reply timeout: the remaining cases are not run, except those that can still tell something: the
+    fault's expected catchers and, when the fault kills the SUT, the negative cases (a dead SUT must not pass
+    them: the false-pass check needs every one of them)."""
+    keep = set(EXPECTED_CATCHERS.get(task.kind, {}).get(task.fault or "", []))
+    dead = bool(task.fault and BY_NAME[task.fault].dead)
+    results: list[Result] = []
+    streak, stopped = 0, ""
+    for case in task.cases:
+        if stopped and case.id not in keep and not (dead and case.negative):
+            results.append(_not_run(case, stopped))
+            continue
+        result = run_one(case)
+        results.append(result)
+        streak = streak + 1 if getattr(result, "unanswered", False) else 0
+        if streak >= STOP_AFTER and not stopped:
+            stopped = (
+                f"the run stopped after {STOP_AFTER} cases in a row got no answer from the SUT "
+                f"({result.case}: {result.reason})"
+            )
+    return results
+
+
+def _not_run(case: Case, reason: str) -> Result:
+    return Result(
+        case.id,
+        case.title,
+        case.level,
+        list(case.refs),
+        Verdict.NOT_RUN,
+        reason=reason,
+        started=time.time(),
+        requirements=list(case.requirements),
+    )
+
+
+def _finished(task: Task, results: list[Result], died: float | None, **extra: Any) -> Run:
     masked = [mask_result(r) for r in results]  # keys stay out of the evidence, as in a run's
-    return Run(task.kind, task.fault, time.monotonic() - start, {r.case: r for r in masked})
+    deaths = {r.case: died for r in masked} if died is not None else {}
+    return Run(task.kind, task.fault, 0.0, {r.case: r for r in masked}, path=task.path, deaths=deaths, **extra)
 
 
-def _tasks(the_plan: Plan, out: Path, certs: Path) -> list[Task]:
-    """The conformant runs first, then each fault's, each cut into slices of CHUNK cases in suite order.
+@contextlib.contextmanager
+def _deaths_logged() -> Iterator[list[float]]:
+    """The deaths a dead fault logs in this process (embedded references), kept off the console."""
+    found: list[float] = []
 
-    The slicing does not depend on the number of workers: a reference keeps state from case to case (keys it
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            at = death_time(record.getMessage())
+            if at is not None:
+                found.append(at)
+
+    logger = logging.getLogger(DEATH_LOGGER)
+    handler, propagate = Keep(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def selftest_profile(kind: str) -> LoadedProfile:
+    """The kind's shipped reference profile, with the selftest's REPLY_TIMEOUT."""
+    data = yaml.safe_load(shipped_profile(f"reference-{kind}.yaml").read_text(encoding="utf-8"))
+    data["pixit"] = {**data["pixit"], "reply_timeout": REPLY_TIMEOUT}
+    return load_profile(data)
+
+
+def _run_embedded(task: Task) -> Run:
+    profile = selftest_profile(task.kind)
+    faults = frozenset({task.fault} - {None})
+    certs = CertificateDirectory(task.certs)
+    with _deaths_logged() as deaths, embedded_reference(profile, faults, certs=certs) as (running, shared):
+        results = run_slice(task, lambda case: run_case(case, running, task.out, certs=shared))
+    return _finished(task, results, min(deaths, default=None))
+
+
+@contextlib.contextmanager
+def external_reference(kind: str, fault: str | None, folder: Path) -> Iterator[tuple[LoadedProfile, ServedReference]]:
+    """The reference as its own process (`serve`), and the lab's profile for it, loaded as `run` loads it, with
+    the peers a run starts beside the SUT (`harness_peers`; for an EMSE, the EMKS it registers with, up first).
+    No `certs=` shortcut: the harness knows only what the profile says."""
+    served = ServedReference(kind, folder, shipped_profile(f"reference-{kind}.yaml"), (fault,) if fault else ())
+    with contextlib.ExitStack() as stack:
+        stack.callback(served.stop)
+        if kind == "emse":  # the EMKS listens first, with the lab's tls files; then the EMSE starts and registers
+            first = load_profile(served.write_profile(served.profile_data(reply_timeout=REPLY_TIMEOUT)))
+            peers = stack.enter_context(harness_peers(first))
+            assert peers.emks is not None
+            served.start(key_server=peers.emks.url)
+            profile = load_profile(
+                served.write_profile(served.profile_data(key_server=peers.emks.url, reply_timeout=REPLY_TIMEOUT))
+            )
+        else:
+            served.start()
+            profile = load_profile(served.write_profile(served.profile_data(reply_timeout=REPLY_TIMEOUT)))
+            peers = stack.enter_context(harness_peers(profile))
+        profile.peers = peers
+        yield profile, served
+
+
+def _run_external(task: Task) -> Run:
+    with tempfile.TemporaryDirectory(prefix=f"best-selftest-{task.kind}-") as folder:
+        with external_reference(task.kind, task.fault, Path(folder)) as (profile, served):
+            results = run_slice(task, lambda case: run_case(case, profile, task.out))
+        run = _finished(task, results, served.died_at, exits=[served.returncode])
+        if run.deaths or any(r.verdict in (Verdict.ERROR, Verdict.INCONCLUSIVE) for r in results):
+            _keep_log(served, task.out, task.cases[0].id)
+    return run
+
+
+def _keep_log(served: ServedReference, out: Path, first: str) -> None:
+    """The served reference's log beside the slice's evidence: serve-<first case of the slice>.log."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(served.log, out / f"serve-{first}.log")
+
+
+def _run_lab_command(task: Task) -> Run:
+    """The conformant reference served, a profile written as a lab writes it, and the real command
+    `best-conformance run --profile lab.yaml` (no --reference): its results, exit code and decision."""
+    reports = task.out / "run"
+    with tempfile.TemporaryDirectory(prefix=f"best-selftest-{task.kind}-") as folder:
+        served = ServedReference(task.kind, Path(folder), shipped_profile(f"reference-{task.kind}.yaml"))
+        with served:
+            # an EMSE starts before the run's EMKS listens: its first registration fails, and the first case's
+            # register trigger (kill -USR1) makes it register with the EMKS the run started
+            key_server = f"https://127.0.0.1:{free_port()}" if task.kind == "emse" else None
+            served.start(key_server=key_server)
+            lab = served.write_profile(served.profile_data(key_server=key_server, reply_timeout=REPLY_TIMEOUT))
+            command = cli_command("run", "--profile", str(lab), "--reports", str(reports))
+            done = subprocess.run(command, capture_output=True, text=True, timeout=LAB_RUN_TIMEOUT)
+        task.out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(lab, task.out / "lab.yaml")
+        (task.out / "run.log").write_text(f"$ {shlex.join(command)}\n{done.stdout}{done.stderr}", encoding="utf-8")
+        _keep_log(served, task.out, "run")
+    folders = sorted(d for d in reports.iterdir() if (d / "results.jsonl").is_file()) if reports.is_dir() else []
+    if not folders:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"`run` wrote no results (exit {done.returncode}): {tail}")
+    results = [_result(r) for r in _read_jsonl(folders[-1] / "results.jsonl")]
+    try:
+        outcome = json.loads((folders[-1] / "compliance.json").read_text(encoding="utf-8"))["decision"]["outcome"]
+    except (OSError, ValueError, KeyError):
+        outcome = None
+    lab_run = {
+        "command": f"best-conformance run --profile lab.yaml --reports {reports}",  # lab.yaml: kept beside it
+        "exit_code": done.returncode,
+        "decision": outcome,
+        "folder": str(folders[-1]),
+    }
+    return _finished(task, results, None, lab=lab_run, exits=[served.returncode])
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+RESULT_FIELDS = {f.name for f in fields(Result)}
+
+
+def _result(data: dict[str, Any]) -> Result:
+    """A result line of results.jsonl as a Result (fields this version does not know are left out)."""
+    known = {k: v for k, v in data.items() if k in RESULT_FIELDS}
+    return Result(**{**known, "verdict": Verdict(data["verdict"])})
+
+
+def _tasks(the_plan: Plan, out: Path, certs: Path, paths: Iterable[str] = ("embedded",)) -> list[Task]:
+    """The conformant runs first, then each fault's, each cut into slices of CHUNK cases in suite order, on each
+    path. On the external path, the conformant run of a whole suite is one `run` command instead.
+
+    The slicing (`slices`) does not depend on the number of workers: a reference keeps state from case to case (keys it
     provisioned, SQNs), so the same slices give the same matrix with any -j, while a slow fault (every reply
     timing out) is still spread over several workers."""
-    runs = [(k, None) for k in the_plan.faults] + [(k, f) for k, fs in the_plan.faults.items() for f in fs]
     tasks = []
-    for kind, fault in runs:
-        cases = the_plan.cases[kind]
-        folder = out / kind / (fault or CONFORMANT)
-        tasks += [Task(kind, fault, cases[n : n + CHUNK], folder, certs) for n in range(0, len(cases), CHUNK)]
-    return tasks
+    for path in paths:
+        runs = [(k, None) for k in the_plan.faults] + [(k, f) for k, fs in the_plan.faults.items() for f in fs]
+        for kind, fault in runs:
+            cases = the_plan.cases[kind]
+            folder = out / kind / (fault or CONFORMANT) / path
+            if path == "external" and fault is None and not the_plan.patterns:
+                tasks.append(Task(kind, None, cases, folder, certs, path, lab_run=True))
+                continue
+            tasks += [Task(kind, fault, part, folder, certs, path) for part in slices(cases, path)]
+    return sorted(tasks, key=lambda t: (not t.lab_run, t.fault not in SLOW))  # the longest tasks start first
+
+
+def slices(cases: list[Case], path: str) -> list[list[Case]]:
+    """A run's cases cut into tasks, in suite order: embedded, CHUNK each; external, as few equal slices as keep
+    each within EXTERNAL_CHUNK."""
+    if path != "external":
+        return [cases[n : n + CHUNK] for n in range(0, len(cases), CHUNK)]
+    count = max(1, -(-len(cases) // EXTERNAL_CHUNK))
+    size = -(-len(cases) // count)
+    return [cases[n : n + size] for n in range(0, len(cases), size)]
 
 
 def _merge(runs: list[Run]) -> Run:
-    """One kind-and-fault run from its chunks, in suite order."""
+    """One kind, fault and path's run from its chunks, in suite order."""
     first = runs[0]
     results = {i: r for run in runs for i, r in run.results.items()}
     crashed = "; ".join(run.crashed for run in runs if run.crashed)
-    return Run(first.kind, first.fault, sum(run.seconds for run in runs), results, crashed)
+    deaths = {i: t for run in runs for i, t in run.deaths.items()}
+    exits = [e for run in runs for e in run.exits]
+    lab = next((run.lab for run in runs if run.lab is not None), None)
+    seconds = sum(run.seconds for run in runs)
+    return Run(first.kind, first.fault, seconds, results, crashed, first.path, deaths, exits, lab)
 
 
 # ---- judging ---------------------------------------------------------------------------------------------
 
 NOT_JUDGED = (Verdict.NOT_APPLICABLE, Verdict.SKIPPED)
+UDP_FREE_VERBS = {"eas", "dtls", "emks", "trigger", "wait"}  # steps that do not talk EMSDP to an HSE
+
+
+def case_interfaces(case: Case) -> set[str]:
+    """The SUT interfaces a case talks to (faults.INTERFACES): an HSE's EMSDP over UDP, a key server (HSE or
+    EMKS), an EMSE's DTLS endpoint. What the harness's own EMKS sees of an EMSE is not an interface of it."""
+    verbs = {step.verb for step in case.steps}
+    found = set()
+    if "eas" in verbs or (case.sut == "emks" and "trigger" in verbs):
+        found.add("key_server")
+    if "dtls" in verbs:
+        found.add("dtls")
+    if case.sut == "hse" and verbs - UDP_FREE_VERBS:
+        found.add("emsdp")
+    return found
+
+
+def after_death(run: Run, cases: dict[str, Case], dead: Iterable[str]) -> list[str]:
+    """The negative cases that started after the SUT they ran against died, on an interface they use: none of
+    them may pass."""
+    return [
+        case_id
+        for case_id, result in run.results.items()
+        if case_id in cases
+        and cases[case_id].negative
+        and run.deaths.get(case_id, float("inf")) < result.started
+        and case_interfaces(cases[case_id]) & set(dead)
+    ]
+
+
+def false_passes(run: Run, cases: dict[str, Case], dead: Iterable[str]) -> list[str]:
+    """Negative cases that passed though they started after the SUT they ran against died (on an interface they
+    use): silence or a refusal from a dead SUT proves nothing, so each is a false pass. (A case in which the
+    SUT dies may pass: its own steps, the proof of life included, can all come before the death.)"""
+    found = []
+    for case_id in after_death(run, cases, dead):
+        result, died = run.results[case_id], run.deaths[case_id]
+        if result.verdict is Verdict.PASS:
+            found.append(
+                f"{case_id} passed, but it started {result.started - died:.2f} s after the SUT died ({_clock(died)})"
+            )
+    return found
+
+
+def _clock(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%H:%M:%S.%f")[:-3] + " UTC"
 
 
 @dataclass
 class Finding:
-    """What one fault did to its kind's suite."""
+    """What one fault did to its kind's suite, on one path."""
 
     kind: str
     fault: str
@@ -318,20 +608,39 @@ class Finding:
     missed: list[str]  # expected catchers that did not give their failing verdict, explained
     errors: list[str]  # cases with the verdict error, explained
     crashed: str = ""
+    path: str = "embedded"
+    dead: list[str] = field(default_factory=list)  # the interfaces a dead fault kills; empty: not a dead fault
+    decision: str | None = None  # the decision (report.compliance.decision) over the run's results
+    false_passes: list[str] = field(default_factory=list)  # dead: negative cases that passed after the death
+    checked: list[str] = field(default_factory=list)  # dead: the negative cases that ran after the death
+    died: str = ""  # dead: in how many of the run's slices the SUT died
 
     @property
     def caught(self) -> bool:
+        if self.dead:
+            return not self.crashed and self.decision == "fail" and not self.false_passes
         return bool(self.catching) or (self.fault in WARN_SUFFICES and bool(self.warning))
 
     @property
     def detected(self) -> str:
-        """fail (a shall case fails), warn (only should/may cases, enough for this fault), crashed or hole."""
-        return "fail" if self.catching else "warn" if self.caught else "crashed" if self.crashed else "hole"
+        """fail (a shall case fails), warn (only should/may cases, enough for this fault), decision (a dead
+        fault: the decision is fail, through cases that could not be judged), false pass, crashed or hole."""
+        if self.crashed:
+            return "crashed"
+        if self.dead and self.false_passes:
+            return "false pass"
+        if self.dead and self.caught:
+            return "fail" if self.catching else "decision"
+        return "fail" if self.catching else "warn" if self.caught else "hole"
 
     @property
     def problems(self) -> list[str]:
         found = [f"crashed: {self.crashed}"] if self.crashed else []
-        if not self.crashed and not self.caught:
+        if not self.crashed and self.dead:
+            found += [f"false pass: {p}" for p in self.false_passes]
+            if self.decision != "fail":
+                found.append(f"hole: the decision is {self.decision} against a dead SUT ({self.died})")
+        elif not self.crashed and not self.caught:
             only = f" (only warnings: {', '.join(self.warning)}; a warning suffices only for WARN_SUFFICES)"
             found.append(f"hole: no case fails{only if self.warning else ''}")
         found += [f"expected catcher missed: {m}" for m in self.missed]
@@ -345,13 +654,19 @@ class Report:
     seconds: float
     workers: int
     out: str
-    conformant: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> summary
+    paths: list[str] = field(default_factory=lambda: ["embedded"])
+    conformant: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # kind -> path -> summary
     findings: list[Finding] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
-        found = [f"{kind} conformant: {p}" for kind, s in self.conformant.items() for p in s["problems"]]
-        return found + [f"{f.kind}/{f.fault}: {p}" for f in self.findings for p in f.problems]
+        found = [
+            f"{kind} conformant ({path}): {p}"
+            for kind, by_path in self.conformant.items()
+            for path, summary in by_path.items()
+            for p in summary["problems"]
+        ]
+        return found + [f"{f.kind}/{f.fault} ({f.path}): {p}" for f in self.findings for p in f.problems]
 
     @property
     def ok(self) -> bool:
@@ -360,36 +675,48 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "rule": "a fault is caught when a case that passed on the conformant reference gets the verdict fail; "
-            "for a fault of warn_suffices (it breaks only a should/may requirement) a warn suffices",
+            "for a fault of warn_suffices (it breaks only a should/may requirement) a warn suffices; a dead fault "
+            "(the SUT hangs, exits or stops answering) is caught when the run's decision is fail and no negative "
+            "case passed after the SUT died",
             "warn_suffices": WARN_SUFFICES,
+            "paths": self.paths,
             "started": self.started,
             "seconds": round(self.seconds, 1),
             "workers": self.workers,
             "ok": self.ok,
             "conformant": self.conformant,
             "faults": [asdict(f) | {"detected": f.detected, "problems": f.problems} for f in self.findings],
-            "holes": [f"{f.kind}/{f.fault}" for f in self.findings if f.detected == "hole"],
+            "holes": [f"{f.kind}/{f.fault} ({f.path})" for f in self.findings if f.detected == "hole"],
             "problems": self.problems,
         }
 
 
 def _conformant_summary(run: Run) -> dict[str, Any]:
+    """The conformant run: every case must pass (or not apply); a `should`/`may` case the binding gives nothing to
+    test may be not run. On the external path's whole suite, `run` must also exit 0 with the decision pass."""
     errors = [f"crashed: {run.crashed}"] if run.crashed else []
     errors += [explain(r) for r in run.results.values() if r.verdict is Verdict.ERROR]
     others = (Verdict.PASS, Verdict.ERROR, *NOT_JUDGED)
-    problems = errors + [explain(r) for r in run.results.values() if r.verdict not in others]
+    problems = errors + [
+        explain(r)
+        for r in run.results.values()
+        if r.verdict not in others and not (r.verdict is Verdict.NOT_RUN and r.level != "shall")
+    ]
+    if run.lab is not None and (run.lab["exit_code"] != 0 or run.lab["decision"] != "pass"):
+        problems.append(f"`{run.lab['command']}` exited {run.lab['exit_code']}, decision {run.lab['decision']}")
     counts = Counter(r.verdict.value for r in run.results.values())
-    return {"seconds": round(run.seconds, 1), "counts": dict(counts), "problems": problems, "errors": errors}
+    summary = {"seconds": round(run.seconds, 1), "counts": dict(counts), "problems": problems, "errors": errors}
+    return summary | ({"lab_run": run.lab} if run.lab is not None else {})
 
 
 def judge(run: Run, conformant: Run, cases: dict[str, Case]) -> Finding:
-    """A fault's run, judged against the conformant run of its kind and the expected catchers."""
+    """A fault's run, judged against the conformant run of its kind (same path) and the expected catchers."""
     fault = BY_NAME[str(run.fault)]
     passed = [
         i for i in cases if i in run.results and i in conformant.results and conformant.verdict(i) is Verdict.PASS
     ]
     expected = [i for i in EXPECTED_CATCHERS.get(run.kind, {}).get(fault.name, []) if i in run.results]
-    return Finding(
+    finding = Finding(
         kind=run.kind,
         fault=fault.name,
         component=fault.component,
@@ -403,7 +730,21 @@ def judge(run: Run, conformant: Run, cases: dict[str, Case]) -> Finding:
         missed=missed_catchers(cases, run.results, expected),
         errors=[explain(r) for r in run.results.values() if r.verdict is Verdict.ERROR],
         crashed=run.crashed,
+        path=run.path,
     )
+    if fault.dead:
+        ran = {i: c for i, c in cases.items() if i in run.results}
+        finding.dead = list(fault.dead)
+        finding.decision = decision([r.to_json() for r in run.results.values()], ran)["outcome"]
+        finding.false_passes = false_passes(run, cases, fault.dead)
+        finding.checked = after_death(run, cases, fault.dead)
+        parts = max(len(run.exits), 1) if run.path == "external" else -(-len(run.results) // CHUNK)
+        died = len({t for t in run.deaths.values()})
+        finding.died = f"the SUT died in {died} of {parts} slice(s), {len(finding.checked)} negative case(s) after it"
+        if run.path == "external":
+            ended = Counter("running" if e is None else f"exit {e}" for e in run.exits)
+            finding.died += "; served references ended: " + ", ".join(f"{n} {how}" for how, n in sorted(ended.items()))
+    return finding
 
 
 # ---- the whole selftest ----------------------------------------------------------------------------------
@@ -422,14 +763,18 @@ def new_out_dir(reports: Path) -> Path:
     raise SelftestError(f"--reports {reports}: cannot make a new selftest folder there")
 
 
-def selftest(the_plan: Plan, out: Path, workers: int = 1, progress: Any = None) -> Report:
-    """Run the plan (in `workers` processes when > 1), judge it, and write out/selftest.json and, per kind and
-    fault, out/<kind>/<fault>/results.jsonl with the pcaps of the cases that did not pass."""
+def selftest(
+    the_plan: Plan, out: Path, workers: int = 1, progress: Any = None, paths: Iterable[str] = ("embedded",)
+) -> Report:
+    """Run the plan on each path (in `workers` processes when > 1), judge it, and write out/selftest.json and,
+    per kind, fault and path, out/<kind>/<fault>/<path>/results.jsonl with the pcaps of the cases that did not
+    pass (external: the served reference's log where it died or a case could not be judged)."""
+    paths = [p for p in PATHS if p in set(paths)]
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
-    chunks: dict[tuple[str, str | None], list[Run]] = {}
+    chunks: dict[tuple[str, str | None, str], list[Run]] = {}
     with tempfile.TemporaryDirectory() as certs:
-        tasks = _tasks(the_plan, out, Path(certs))
+        tasks = _tasks(the_plan, out, Path(certs), paths)
         if workers <= 1:
             finished: Iterable[Run] = map(run_task, tasks)
         else:  # spawned workers start clean: no inherited threads or sockets
@@ -438,20 +783,22 @@ def selftest(the_plan: Plan, out: Path, workers: int = 1, progress: Any = None) 
             finished = (f.result() for f in concurrent.futures.as_completed(futures))
         try:
             for run in finished:
-                chunks.setdefault((run.kind, run.fault), []).append(run)
+                chunks.setdefault((run.kind, run.fault, run.path), []).append(run)
                 if progress is not None:
                     progress(run)
         finally:
             if workers > 1:
                 pool.shutdown(cancel_futures=True)
-    report = Report(started.isoformat(timespec="seconds"), 0.0, workers, str(out))
-    for kind, faults in the_plan.faults.items():
-        cases = {c.id: c for c in the_plan.cases[kind]}
-        runs = {f: _merge(chunks[kind, f]) for f in (None, *faults)}
-        for fault, run in runs.items():
-            _write_results(out / kind / (fault or CONFORMANT), run, the_plan.cases[kind])
-        report.conformant[kind] = _conformant_summary(runs[None])
-        report.findings += [judge(runs[f], runs[None], cases) for f in faults]
+    report = Report(started.isoformat(timespec="seconds"), 0.0, workers, str(out), paths)
+    for path in paths:
+        for kind, faults in the_plan.faults.items():
+            cases = {c.id: c for c in the_plan.cases[kind]}
+            runs = {f: _merge(chunks[kind, f, path]) for f in (None, *faults)}
+            for fault, run in runs.items():
+                _write_results(out / kind / (fault or CONFORMANT) / path, run, the_plan.cases[kind])
+            report.conformant.setdefault(kind, {})[path] = _conformant_summary(runs[None])
+            report.findings += [judge(runs[f], runs[None], cases) for f in faults]
+    report.findings.sort(key=lambda f: (list(the_plan.faults).index(f.kind), kind_faults(f.kind).index(f.fault)))
     report.seconds = time.monotonic() - clock
     (out / "selftest.json").write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     return report
@@ -468,33 +815,40 @@ SHOWN = 4  # catching cases named per row of the table
 
 
 def render(report: Report, console: Any) -> None:
-    """The detection matrix for people: one row per fault with its catching cases, then every problem."""
+    """The detection matrix for people: one row per fault and path with its catching cases, then every
+    problem."""
     from rich.table import Table
     from rich.text import Text
 
-    for kind, summary in report.conformant.items():
-        counts = ", ".join(f"{n} {v}" for v, n in sorted(summary["counts"].items()))
-        console.print(f"{kind} conformant reference: {counts} ({summary['seconds']} s)")
+    for kind, by_path in report.conformant.items():
+        for path, summary in by_path.items():
+            counts = ", ".join(f"{n} {v}" for v, n in sorted(summary["counts"].items()))
+            lab = summary.get("lab_run")
+            ran = f"; `{lab['command']}` exit {lab['exit_code']}, decision {lab['decision']}" if lab else ""
+            console.print(f"{kind} conformant reference, {path}: {counts} ({summary['seconds']} s){ran}")
     table = Table(title="Detection matrix: cases that fail (or warn) with each fault", title_justify="left")
-    for column in ("kind", "fault", "detected", "fail", "warn", "cases (all in selftest.json)", "s"):
+    for column in ("kind", "fault", "path", "detected", "fail", "warn", "cases (all in selftest.json)", "s"):
         table.add_column(column, overflow="fold", justify="right" if column in ("fail", "warn", "s") else "left")
-    styles = {"fail": "green", "warn": "yellow", "hole": "bold red", "crashed": "bold red"}
+    styles = {"fail": "green", "warn": "yellow", "decision": "green", "hole": "bold red", "crashed": "bold red"}
     for f in report.findings:
         shown = f.catching or f.warning
         cases = ", ".join(shown[:SHOWN]) + (f" +{len(shown) - SHOWN}" if len(shown) > SHOWN else "")
-        detected = Text(
-            f.detected.upper() if f.detected in ("hole", "crashed") else f.detected, style=styles[f.detected]
-        )
-        table.add_row(f.kind, f.fault, detected, str(len(f.catching)), str(len(f.warning)), cases, str(f.seconds))
+        if f.dead:
+            cases = f"decision {f.decision}; {f.died}" + (f"; fail: {cases}" if cases else "")
+        bad = f.detected in ("hole", "crashed", "false pass")
+        detected = Text(f.detected.upper() if bad else f.detected, style=styles.get(f.detected, "bold red"))
+        row = (f.kind, f.fault, f.path, detected, str(len(f.catching)), str(len(f.warning)), cases, str(f.seconds))
+        table.add_row(*row)
     console.print(table)
     for problem in report.problems:
         console.print(Text(problem, style="red"))
     holes = sum(f.detected == "hole" for f in report.findings)
     caught = sum(f.caught for f in report.findings)
     warned = sum(f.detected == "warn" for f in report.findings)
+    dead = sum(f.detected == "decision" for f in report.findings)
     console.print(
-        f"{len(report.findings)} fault runs: {caught} caught ({warned} by warnings only, as their requirement is "
-        f"should/may), {holes} hole(s); "
+        f"{len(report.findings)} fault runs on {' and '.join(report.paths)}: {caught} caught ({warned} by warnings "
+        f"only, as their requirement is should/may; {dead} dead SUTs by the decision alone), {holes} hole(s); "
         f"{report.seconds:.1f} s with {report.workers} worker(s); {report.out}/selftest.json"
     )
 
@@ -503,38 +857,50 @@ def exit_code(report: Report) -> int:
     """0 all caught and conformant; 3 a harness error (a crashed run or an error verdict); 1 any other problem."""
     if not report.problems:
         return 0
-    harness = any(s["errors"] for s in report.conformant.values()) or any(
+    harness = any(s["errors"] for by_path in report.conformant.values() for s in by_path.values()) or any(
         f.crashed or f.errors for f in report.findings
     )
     return 3 if harness else 1
 
 
 def run_command(
-    kinds: Iterable[str], faults: Iterable[str], patterns: Iterable[str], workers: int, reports: str, as_json: bool
+    kinds: Iterable[str],
+    faults: Iterable[str],
+    patterns: Iterable[str],
+    workers: int,
+    reports: str,
+    as_json: bool,
+    paths: Iterable[str] = PATHS,
 ) -> int:
     """`best-conformance selftest`: plan, run with a line per finished run, print the matrix; the exit code."""
     from rich.console import Console
 
     the_plan = plan(kinds, faults, patterns)
+    paths = [p for p in PATHS if p in set(paths)]
     out = new_out_dir(Path(reports))
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     for kind in KIND_COMPONENTS:
         if kind not in the_plan.faults and unavailable(kind) and not kinds:
             console.print(f"selftest: {kind} left out: {unavailable(kind)}")
-    runs = sum(1 + len(fs) for fs in the_plan.faults.values())
-    console.print(f"selftest: {runs} runs of {', '.join(the_plan.faults)} with {workers} worker(s) into {out}/")
+    runs = sum(1 + len(fs) for fs in the_plan.faults.values()) * len(paths)
+    console.print(
+        f"selftest: {runs} runs of {', '.join(the_plan.faults)} on the {' and '.join(paths)} path(s) "
+        f"with {workers} worker(s) into {out}/"
+    )
 
     def progress(run: Run) -> None:
         failed = sum(r.verdict is Verdict.FAIL for r in run.results.values())
         note = f"crashed: {run.crashed}" if run.crashed else f"{len(run.results)} cases, {failed} fail"
-        console.print(f"  {run.kind}/{run.fault or CONFORMANT}: {note} ({run.seconds:.1f} s)")
+        if run.lab is not None:
+            note += f"; `run` exit {run.lab['exit_code']}, decision {run.lab['decision']}"
+        console.print(f"  {run.kind}/{run.fault or CONFORMANT} ({run.path}): {note} ({run.seconds:.1f} s)")
 
-    report = selftest(the_plan, out, workers, progress)
+    report = selftest(the_plan, out, workers, progress, paths)
     if as_json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         screen = Console(soft_wrap=True)
         if not screen.is_terminal:
-            screen.width = 150  # a CI log: wide enough for the matrix's rows not to fold
+            screen.width = 160  # a CI log: wide enough for the matrix's rows not to fold
         render(report, screen)
     return exit_code(report)

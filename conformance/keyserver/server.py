@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import socket
 import ssl
@@ -123,7 +124,22 @@ def _logged(app: ASGIApp) -> ASGIApp:
     return logging_app
 
 
-def _config(app: ASGIApp, ssl_context: ssl.SSLContext) -> uvicorn.Config:
+class ClosingProtocol(asyncio.Protocol):
+    """A key server that closes every TCP connection at once, before any TLS answer (the reference's fault
+    keyserver_closes_connections): the client's handshake ends in an EOF or a reset, never in an alert."""
+
+    def __init__(self, *_args: Any, **_kwargs: Any):
+        pass
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        host, port = (transport.get_extra_info("peername") or ("-", 0))[:2]
+        logger.info("%s:%s closed at once, no TLS answer (fault keyserver_closes_connections)", host, port)
+        transport.close()
+
+
+def _config(app: ASGIApp, ssl_context: ssl.SSLContext, *, closes_connections: bool = False) -> uvicorn.Config:
+    if closes_connections:  # plain TCP: the protocol closes each connection before a TLS handshake could start
+        return uvicorn.Config(app, http=ClosingProtocol, ws="none", lifespan="off", access_log=False, log_config=None)
     return uvicorn.Config(
         _logged(app),
         http=PeerCertProtocol,
@@ -145,9 +161,9 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen()
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise OSError(exc.errno, f"TCP {host}:{port}: {exc.strerror}") from None
     return sock
 
 
@@ -156,18 +172,35 @@ def _url(host: str, port: int) -> str:
 
 
 class KeyServer:
-    """A uvicorn server on a background thread; a context manager. Port 0 picks a free port (`port`, `url`)."""
+    """A uvicorn server on a background thread; a context manager. Port 0 picks a free port (`port`, `url`).
 
-    def __init__(self, app: ASGIApp, ssl_context: ssl.SSLContext, *, host: str = "127.0.0.1", port: int = 0):
+    For the reference SUTs' dead faults: `closes_connections` (default: the app's fault
+    keyserver_closes_connections) closes every connection before TLS; `hang()`
+    blocks the server's event loop (connections are accepted by the kernel, nothing answers them); `kill()` is
+    what an exiting process leaves: the listening socket closed and every connection reset."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        ssl_context: ssl.SSLContext,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        closes_connections: bool | None = None,
+    ):
         self.app = app
         self.host = host
         self._socket = _listen(host, port)
         self.port: int = self._socket.getsockname()[1]
         self.url = _url(host, self.port)
-        self._server = uvicorn.Server(_config(app, ssl_context))
+        if closes_connections is None:  # the app's catalogue faults say (keyserver.app.create_app)
+            state = getattr(getattr(app, "state", None), "keyserver", None)
+            closes_connections = "keyserver_closes_connections" in getattr(state, "faults", ())
+        self._server = uvicorn.Server(_config(app, ssl_context, closes_connections=closes_connections))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._released = threading.Event()  # ends a hang()
 
     def __enter__(self) -> KeyServer:
         self.start()
@@ -189,10 +222,34 @@ class KeyServer:
         logger.info("key server listening on %s", self.url)
 
     def stop(self, timeout: float = 10.0) -> None:
+        self._released.set()
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
         self._socket.close()
+
+    def hang(self) -> None:
+        """From now on the server answers nothing, as a hung process: its event loop blocks until `stop()`, while
+        the kernel still completes TCP handshakes into the listen backlog."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._released.wait)
+
+    def kill(self, timeout: float = 5.0) -> None:
+        """As if the process had exited: the listening socket closes (a connect is refused) and every open
+        connection is reset; then the server stops."""
+
+        async def die() -> None:
+            for server in getattr(self._server, "servers", []):
+                server.close()
+            for connection in list(self._server.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.submit(die()).result(timeout)
+        self._server.should_exit = self._server.force_exit = True
 
     def run_coroutine(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         """Run a coroutine on the server's event loop (e.g. `app.state.keyserver.notify_all(ue_id)`)."""

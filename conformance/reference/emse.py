@@ -4,12 +4,15 @@ server towards UEs.
 It registers with the EMKS by POST (6.x.2.2.2.1). When a UE's ClientKeyExchange names a PSK identity
 (6.x.2.3 step 4), it GETs that UE's e2m_key by UE identity and key identifier (step 5) and uses it as the PSK
 (step 7); no key means the handshake fails. It deregisters by DELETE (6.x.2.2.2.3). Application data is
-echoed back, so a UE can see the session carry data. Faults of component `emse` change one behaviour each.
+echoed back, so a UE can see the session carry data. Faults of component `emse` change one behaviour each;
+emse_never_answers makes the DTLS endpoint dead (it reads every datagram and answers none).
 """
 
 from __future__ import annotations
 
 import logging
+import select
+import socket
 import ssl
 import threading
 import warnings
@@ -19,6 +22,7 @@ from typing import Any
 
 from conformance.dtls.psk import DtlsPskServer, parse_psk_identity
 from conformance.keyserver.client import KeyServerClient, KeyServerError, client_ssl_context
+from conformance.reference.faults import log_death
 
 logger = logging.getLogger("conformance.emse")
 TEXT_XML = {"content-type": "text/xml"}  # fault emse_wrong_content_type
@@ -64,20 +68,28 @@ class ReferenceEmse:
         self._cache: dict[str, bytes] = {}  # UE id -> first key (fault emse_key_cached)
         self._last_key: bytes | None = None
         self._lifecycle = threading.Lock()
-        self.server = DtlsPskServer(
-            self._psk,
-            host=host,
-            port=port,
-            ciphers=list(binding["dtls.ciphers"]),
-            versions=(binding["dtls.min_version"], "DTLSv1.2"),
-            on_data=lambda peer, data: data,
-        )
+        self.died_at: float | None = None  # fault emse_never_answers: dead from the start
+        self.server: DtlsPskServer | SilentEndpoint
+        if "emse_never_answers" in self.faults:
+            self.server = SilentEndpoint(host, port)
+        else:
+            self.server = DtlsPskServer(
+                self._psk,
+                host=host,
+                port=port,
+                ciphers=list(binding["dtls.ciphers"]),
+                versions=(binding["dtls.min_version"], "DTLSv1.2"),
+                on_data=lambda peer, data: data,
+            )
         self.address = self.server.address
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     def start(self) -> None:
         self.server.start()
+        if isinstance(self.server, SilentEndpoint):
+            where = f"{self.address[0]}:{self.address[1]}"
+            self.died_at = log_death("reference EMSE", "emse_never_answers", f"DTLS on {where} reads and never answers")
 
     def close(self) -> None:
         self.server.stop()
@@ -145,3 +157,33 @@ class ReferenceEmse:
             return None
         self._cache.setdefault(ue_id, key)
         return key
+
+
+class SilentEndpoint:
+    """Fault emse_never_answers: a UDP endpoint that reads every datagram and answers none (the port is open, so
+    no ICMP port unreachable: a hung DTLS server, not an absent one)."""
+
+    def __init__(self, host: str, port: int):
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.address: tuple[str, int] = self.sock.getsockname()[:2]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name=f"silent-{self.address[1]}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            if select.select([self.sock], [], [], 0.05)[0]:
+                try:
+                    data, peer = self.sock.recvfrom(65535)
+                except OSError:
+                    continue
+                logger.info("read %d octets from %s:%s; no answer (fault emse_never_answers)", len(data), *peer[:2])

@@ -6,16 +6,25 @@ suites against every fault: a fault no case catches is a hole in the suites.
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+INTERFACES = ("emsdp", "key_server", "dtls")  # what a dead fault can kill: HSE UDP, HTTPS key server, EMSE DTLS
 
 
 @dataclass(frozen=True)
 class Fault:
     name: str
     component: str  # hse | keyserver | emse
-    layer: str  # codec | protocol | crypto | keyserver
+    layer: str  # codec | protocol | crypto | keyserver | dead
     description: str  # what the faulty SUT does, and what a checker sees on the wire
+    # The SUT's interfaces this fault kills (some of INTERFACES): a dead or crashed SUT, not a misbehaving one.
+    # Such a SUT logs the moment it died (`log_death`); the selftest then requires the decision fail and no
+    # negative case on a dead interface passing after that moment. Empty: the SUT stays alive.
+    dead: tuple[str, ...] = ()
 
 
 CATALOGUE: tuple[Fault, ...] = (
@@ -104,6 +113,37 @@ CATALOGUE: tuple[Fault, ...] = (
         "protocol",
         "after deregistering, keys are still requested under the deleted session id",
     ),
+    # -- dead and crashing SUTs: silence, a refused connection or a missing request must never pass for them --
+    Fault(
+        "hse_hangs_after_setup",
+        "hse",
+        "dead",
+        "once the first session is set up (Start Confirmation accepted, or the first valid protected message), "
+        "the HSE hangs: no datagram is answered, and its key server accepts TCP connections but answers nothing",
+        dead=("emsdp", "key_server"),
+    ),
+    Fault(
+        "hse_exits_on_malformed",
+        "hse",
+        "dead",
+        "the HSE process exits on the first datagram that does not decode as EMSDP (truncated, undecodable, "
+        "an unknown command or tag): its UDP port (ICMP port unreachable) and its key server are gone",
+        dead=("emsdp", "key_server"),
+    ),
+    Fault(
+        "keyserver_closes_connections",
+        "keyserver",
+        "dead",
+        "the key server accepts every TCP connection and closes it at once, before any TLS answer",
+        dead=("key_server",),
+    ),
+    Fault(
+        "emse_never_answers",
+        "emse",
+        "dead",
+        "the EMSE's DTLS endpoint reads every datagram and answers none (its registration with the EMKS still happens)",
+        dead=("dtls",),
+    ),
 )
 
 BY_NAME = {f.name: f for f in CATALOGUE}
@@ -121,3 +161,23 @@ def parse_faults(names: Iterable[str], component: str | None = None) -> frozense
     if unknown:
         raise UnknownFault(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return chosen
+
+
+# ---- death: the moment a dead fault took effect, logged so that a tester (and the selftest) can tell which
+# cases ran against a dead SUT, whether the SUT runs embedded or as its own process (`serve` prints the log)
+
+DEATH_LOGGER = "best-conformance.reference"
+_DEATH_LINE = re.compile(r"\b(?P<sut>[\w ]+?) died at (?P<at>\d+(?:\.\d+)?) \(epoch s\), fault (?P<fault>\w+)")
+
+
+def log_death(sut: str, fault: str, what: str, at: float | None = None) -> float:
+    """Log that the SUT (e.g. 'reference HSE') died by `fault` at `at` (now if None); returns the epoch time."""
+    at = time.time() if at is None else at
+    logging.getLogger(DEATH_LOGGER).warning("%s died at %.6f (epoch s), fault %s: %s", sut, at, fault, what)
+    return at
+
+
+def death_time(text: str) -> float | None:
+    """The first death logged in `text` (a log, or one line of it), as epoch seconds; None if none."""
+    match = _DEATH_LINE.search(text)
+    return float(match["at"]) if match else None

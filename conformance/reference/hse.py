@@ -15,6 +15,9 @@ What it does where TS 33.163 is silent is the binding's assumption, and beyond t
   user plane through unmodified).
 - Errors: Message Reject with the binding's cause, or silent discard where `emsdp.error_reaction` says so.
   Whatever arrives, the server keeps serving: a datagram that breaks the handler is logged and dropped.
+- Dead faults: hse_hangs_after_setup stops answering anything once the first session is set up;
+  hse_exits_on_malformed closes its socket (under `serve`, the process exits) on the first datagram that does
+  not decode as EMSDP. Either logs the moment it died (`faults.log_death`); `on_death` tells the service.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from conformance.emsdp.codec import Codec
 from conformance.emsdp.secure import MessageSecurity
 from conformance.emsdp.values import decode_imsi, decode_ue_config, encode_hse_config
 from conformance.profile import LoadedProfile
-from conformance.reference.faults import CATALOGUE, parse_faults
+from conformance.reference.faults import CATALOGUE, log_death, parse_faults
 from conformance.reference.subscribers import SubscriberDb, SubscriberState, UnknownSubscriber
 
 log = logging.getLogger("best-conformance.hse")
@@ -127,6 +130,9 @@ class ReferenceHse(asyncio.DatagramProtocol):
         self.key_published: Callable[[str, str], None] | None = None  # (EAS id, UE id): push the new key
         eas = profile.reference.eas_user_plane
         self.eas_user_plane = (eas.host, eas.port) if eas and eas.port else None
+        self.dead = False  # a dead fault took effect: nothing is answered any more
+        self.died_at: float | None = None  # when (epoch s)
+        self.on_death: Callable[[str], None] | None = None  # (fault): the service kills or hangs the rest
 
     def _derivation_binding(self) -> Any:
         """The crypto faults are wrong derivations: express them as binding changes, so the faulty HSE uses
@@ -147,6 +153,8 @@ class ReferenceHse(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.dead:  # hung: the datagram is read, nothing happens
+            return
         try:
             self.handle(data, addr)
         except Exception:  # the reference must stay up whatever it receives
@@ -154,6 +162,8 @@ class ReferenceHse(asyncio.DatagramProtocol):
             log.exception("dropped a datagram from %s that broke the handler", addr)
 
     def send(self, message: Any, addr: tuple[str, int]) -> None:
+        if self.dead:
+            return
         raw = bytes(message)
         log.info("-> %s:%s %s", addr[0], addr[1], self._summary(message))
         transport = self.alt_transport if "reply_from_wrong_port" in self.faults and self.alt_transport else None
@@ -172,6 +182,12 @@ class ReferenceHse(asyncio.DatagramProtocol):
         log.info("<- %s:%s %s", addr[0], addr[1], self._summary(packet))
         if addr == self.eas_user_plane:
             self.from_eas(data, packet)
+            return
+        if "hse_exits_on_malformed" in self.faults and (
+            isinstance(packet, self.codec.layers.truncated) or packet.problems
+        ):
+            problems = "; ".join(packet.problems) or "not EMSDP"
+            self.die("hse_exits_on_malformed", f"exits on {len(data)} octets from {addr[0]}:{addr[1]} ({problems})")
             return
         if isinstance(packet, self.codec.layers.truncated):
             log.info("discarded %d octets from %s: %s", len(data), addr, packet.problems)
@@ -248,9 +264,10 @@ class ReferenceHse(asyncio.DatagramProtocol):
             session.ue_cp_counter = packet.counter
         else:
             session.ue_up_counter = packet.counter
-        session.confirmed = session.confirmed or session.service != "key_agreement_only"
         session.last_activity = time.monotonic()
         session.addr = addr
+        if session.service != "key_agreement_only":
+            self.confirm(session)  # the first valid protected message confirms the session implicitly
 
     def protected(self, session: Session, command: str, tlvs: list[tuple[str, bytes]]) -> Any:
         """A downlink CP message under the session's keys: Key ID, next HSE counter, MAC."""
@@ -464,9 +481,29 @@ class ReferenceHse(asyncio.DatagramProtocol):
         if res != session.vector.xres and "res_not_checked" not in self.faults:
             del self.sessions[session.id]
             raise Reject("authentication_failure", "RES differs from XRES")
-        session.confirmed = True
+        self.confirm(session)
         if session.service == "key_agreement_only":
             self._publish_eas_key(session, session.vector, session.keys)
+
+    def confirm(self, session: Session) -> None:
+        """The session is set up (explicitly by its Start Confirmation, or implicitly)."""
+        if not session.confirmed and "hse_hangs_after_setup" in self.faults:
+            self.die("hse_hangs_after_setup", f"session {session.id} set up; from now on nothing is answered")
+        session.confirmed = True
+
+    def die(self, fault: str, what: str) -> None:
+        """A dead fault takes effect: log the moment, answer nothing from now on, and for an exit close the
+        sockets as an exiting process would; `on_death` does the rest (the key server, or the process)."""
+        if self.dead:
+            return
+        self.dead = True
+        self.died_at = log_death("reference HSE", fault, what)
+        if fault == "hse_exits_on_malformed":
+            for transport in (self.transport, self.alt_transport):
+                if transport is not None:
+                    transport.close()
+        if self.on_death is not None:
+            self.on_death(fault)
 
     def on_manage_keys_request(self, session: Session, packet: Any, addr: tuple[str, int]) -> None:
         """The UE asks for new keys: the HSE runs a new AKA (its own Manage Keys Request)."""
@@ -501,8 +538,8 @@ class ReferenceHse(asyncio.DatagramProtocol):
         self._publish_eas_key(session, pending, new_keys)  # the session keeps its keys (seed 003: next session)
 
     def on_terminate_request(self, session: Session, packet: Any, addr: tuple[str, int]) -> None:
+        del self.sessions[session.id]  # gone before the UE can read the answer: nothing may still use it
         self.send(self.protected(session, "session_terminate_response", []), session.addr)
-        del self.sessions[session.id]
 
     def on_terminate_response(self, session: Session, packet: Any, addr: tuple[str, int]) -> None:
         self.sessions.pop(session.id, None)
@@ -533,6 +570,8 @@ class ReferenceHse(asyncio.DatagramProtocol):
         session = self.sessions.get(getattr(packet, "session_id", None))
         if session is None or session.mode != "ue_to_eas" or getattr(packet, "plane", None) != "up":
             log.info("dropped %d octets from the EAS: no UE-to-EAS session for them", len(data))
+            return
+        if self.dead:
             return
         self.transport.sendto(data, session.addr)  # type: ignore[union-attr]  (relayed as received)
 
@@ -578,6 +617,11 @@ class HseServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="reference-hse", daemon=True)
         self.address: tuple[str, int] | None = None
+
+    @property
+    def bind_address(self) -> tuple[str, int]:
+        """Where it binds (port 0: a free one), before it started."""
+        return self._bind
 
     def __enter__(self) -> HseServer:
         self._thread.start()

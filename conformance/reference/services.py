@@ -4,10 +4,16 @@ use.
 
 Certificates live in the user's cache directory (one CA per reference SUT), never in the repository; the
 harness's roles take their client certificates from the same directory, so both ends trust each other.
+
+Dead faults (faults.Fault.dead) make a service die: `died_at` is the moment (epoch s, also logged by
+`faults.log_death`), None while it lives. An exit (hse_exits_on_malformed) calls `on_exit`: embedded, it closes
+the UDP socket and the key server as an exiting process would; `serve` replaces it with a real exit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from conformance.crypto.milenage import compute_opc
@@ -17,7 +23,7 @@ from conformance.keyserver.client import client_ssl_context
 from conformance.keyserver.server import KeyServer, server_ssl_context
 from conformance.keyserver.store import EmksStore
 from conformance.profile import LoadedProfile
-from conformance.reference.faults import CATALOGUE, parse_faults
+from conformance.reference.faults import CATALOGUE, log_death, parse_faults
 from conformance.reference.hse import HseServer
 
 
@@ -32,6 +38,16 @@ def key_server_port(profile: LoadedProfile, port: int | None) -> int:
         return port
     url = profile.endpoints.key_server
     return (urlsplit(url).port or 443) if url else 0
+
+
+CLOSES = "keyserver_closes_connections"
+
+
+def _key_server_dead(sut: str, faults: frozenset[str]) -> float | None:
+    """A key server with fault keyserver_closes_connections is dead from its start: log it, give the moment."""
+    if CLOSES not in faults:
+        return None
+    return log_death(f"{sut} key server", CLOSES, "every TLS connection is closed at once, before any answer")
 
 
 def certificates(profile: LoadedProfile) -> CertificateDirectory:
@@ -81,14 +97,42 @@ class ReferenceHseService:
             binding, ca=self.certs.ca, cert=server.cert, key=server.key, faults=keyserver_faults
         )
         self.keyserver = KeyServer(
-            self.app, context, host=profile.hse_endpoint[0], port=key_server_port(profile, rest_port)
+            self.app,
+            context,
+            host=profile.hse_endpoint[0],
+            port=key_server_port(profile, rest_port),
         )
+        self._keyserver_faults = keyserver_faults
         state = self.app.state.keyserver
-        self.hse.protocol.key_published = lambda eas_id, ue_id: self.keyserver.submit(state.notify_all(ue_id))
+        self.hse.protocol.key_published = lambda eas_id, ue_id: self._publish(state, ue_id)
+        self.died_at: float | None = None
+        self.on_exit: Callable[[], None] = self._exit_embedded  # `serve`: the process exits
+        self.hse.protocol.on_death = self._died
+
+    def _publish(self, state: Any, ue_id: str) -> None:
+        if not self.hse.protocol.dead:  # a dead HSE pushes nothing
+            self.keyserver.submit(state.notify_all(ue_id))
+
+    def _died(self, fault: str) -> None:
+        self.died_at = self.died_at or self.hse.protocol.died_at
+        if fault == "hse_hangs_after_setup":
+            self.keyserver.hang()
+        else:
+            self.on_exit()
+
+    def _exit_embedded(self) -> None:
+        """What an exit leaves: the UDP socket is closed already; the key server goes too."""
+        self.keyserver.kill()
 
     def __enter__(self) -> ReferenceHseService:
         self.keyserver.start()
-        self.hse.__enter__()
+        self.died_at = _key_server_dead("reference HSE", self._keyserver_faults)
+        try:
+            self.hse.__enter__()
+        except OSError as exc:  # the UDP port: say which, and leave nothing running
+            self.keyserver.stop()
+            host, port = self.hse.bind_address
+            raise OSError(exc.errno, f"UDP {host}:{port}: {exc.strerror}") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -125,10 +169,18 @@ class ReferenceEmksService:
             binding, ca=self.certs.ca, cert=server.cert, key=server.key, faults=keyserver_faults
         )
         host = urlsplit(profile.endpoints.key_server or "https://127.0.0.1").hostname or "127.0.0.1"
-        self.keyserver = KeyServer(self.app, context, host=host, port=key_server_port(profile, rest_port))
+        self.keyserver = KeyServer(
+            self.app,
+            context,
+            host=host,
+            port=key_server_port(profile, rest_port),
+        )
+        self._keyserver_faults = keyserver_faults
+        self.died_at: float | None = None
 
     def __enter__(self) -> ReferenceEmksService:
         self.keyserver.start()
+        self.died_at = _key_server_dead("reference EMKS", self._keyserver_faults)
         return self
 
     def provision(self, ue_id: str, rand: str, **_derived: str) -> None:
@@ -176,9 +228,11 @@ class ReferenceEmseService:
             port=port if dtls_port is None else dtls_port,
         )
         self.address = self.emse.address
+        self.died_at: float | None = None
 
     def __enter__(self) -> ReferenceEmseService:
         self.emse.start()
+        self.died_at = self.emse.died_at
         self.emse.register()
         return self
 

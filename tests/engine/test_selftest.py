@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from conformance.cli import main
+from conformance.engine.peers import harness_peers
+from conformance.engine.results import Result, Verdict
+from conformance.engine.runner import run_case
+from conformance.profile import load_profile
 from conformance.reference.faults import BY_NAME
+from conformance.reference.process import ServedReference, free_port
+from conformance.report.compliance import decision
 from conformance.selftest import (
     EXPECTED_CATCHERS,
     KIND_COMPONENTS,
@@ -24,12 +30,14 @@ from conformance.selftest import (
     _conformant_summary,
     available_kinds,
     exit_code,
+    explain,
     judge,
     kind_faults,
     load_cases,
     plan,
     run_task,
     selftest,
+    shipped_profile,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +82,7 @@ def test_a_fault_the_selected_cases_cannot_catch_is_a_hole(tmp_path):
     report = selftest(plan(["hse"], ["res_not_checked"], ["HSE-SR-00*"]), tmp_path / "without")
     [finding] = report.findings
     assert finding.detected == "hole" and finding.catching == [], finding
-    assert report.to_json()["holes"] == ["hse/res_not_checked"]
+    assert report.to_json()["holes"] == ["hse/res_not_checked (embedded)"]
     assert exit_code(report) == 1
     saved = json.loads((tmp_path / "without" / "selftest.json").read_text(encoding="utf-8"))
     assert saved["ok"] is False and saved["faults"][0]["detected"] == "hole"
@@ -84,11 +92,10 @@ def test_a_fault_the_selected_cases_cannot_catch_is_a_hole(tmp_path):
     assert finding.catching == ["HSE-SC-002"] and finding.missed == [], finding
     assert exit_code(report) == 0, report.problems
     # the evidence: every result, and the pcap of the case that caught the fault only
-    lines = (tmp_path / "with" / "hse" / "res_not_checked" / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    folder = tmp_path / "with" / "hse" / "res_not_checked" / "embedded"
+    lines = (folder / "results.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["case"] for line in lines] == ["HSE-SR-001", "HSE-SC-002"]
-    assert sorted(p.name for p in (tmp_path / "with" / "hse" / "res_not_checked" / "pcaps").iterdir()) == [
-        "HSE-SC-002.pcap"
-    ]
+    assert sorted(p.name for p in (folder / "pcaps").iterdir()) == ["HSE-SC-002.pcap"]
 
 
 def test_a_warning_catches_only_a_fault_that_breaks_a_should_requirement(tmp_path):
@@ -131,7 +138,97 @@ def test_parallel_workers_give_the_same_matrix(tmp_path):
     assert [(f.fault, f.catching, f.warning) for f in one.findings] == [
         (f.fault, f.catching, f.warning) for f in two.findings
     ]
-    assert one.conformant["emks"]["counts"] == two.conformant["emks"]["counts"] == {"pass": len(load_cases("emks"))}
+    counts = {"pass": len(load_cases("emks"))}
+    assert one.conformant["emks"]["embedded"]["counts"] == two.conformant["emks"]["embedded"]["counts"] == counts
+
+
+# ---- the external path: the reference as its own process, reached through a lab's profile ------------------
+
+
+def test_the_external_path_serves_the_reference_as_a_process_and_catches_a_fault(tmp_path):
+    """A slice on the external path only: `serve hse` per slice, the profile a lab writes, no certs= shortcut."""
+    the_plan = plan(["hse"], ["res_not_checked"], ["HSE-SR-00*", "HSE-SC-002"])
+    report = selftest(the_plan, tmp_path, paths=["external"])
+    summary = report.conformant["hse"]["external"]
+    assert summary["problems"] == [] and summary["counts"] == {"pass": len(the_plan.cases["hse"])}, summary
+    [finding] = report.findings
+    assert finding.path == "external" and finding.catching == ["HSE-SC-002"] and finding.missed == [], finding
+    assert exit_code(report) == 0, report.problems
+    results = tmp_path / "hse" / "res_not_checked" / "external" / "results.jsonl"
+    assert json.loads(results.read_text(encoding="utf-8").splitlines()[0])["case"] == "HSE-SR-001"
+
+
+def test_an_external_slice_runs_against_a_served_process_that_stops_cleanly(tmp_path):
+    cases = [c for c in load_cases("hse") if c.id in ("HSE-SR-001", "HSE-EAS-001")]
+    run = run_task(Task("hse", None, cases, tmp_path, tmp_path / "certs", "external"))
+    assert run.crashed == "" and {r.verdict.value for r in run.results.values()} == {"pass"}, run.results
+    assert run.exits == [0] and run.deaths == {}  # `serve` ran, answered, and ended on SIGTERM
+
+
+def test_a_dead_fault_is_judged_by_the_decision_and_its_death_time(tmp_path):
+    """hse_exits_on_malformed: the served HSE exits (status 70) on HSE-MF-001's truncated request; every case
+    after it finds nothing listening. Caught by the decision, with no negative case passing after the death."""
+    the_plan = plan(["hse"], ["hse_exits_on_malformed"], ["HSE-MF-00*", "HSE-SR-00*"])
+    report = selftest(the_plan, tmp_path, paths=["external"])
+    [finding] = report.findings
+    assert finding.dead == ["emsdp", "key_server"] and finding.decision == "fail", finding
+    assert finding.false_passes == [] and finding.caught and finding.detected in ("fail", "decision"), finding
+    assert "died in 1 of 1 slice(s)" in finding.died and "exit 70" in finding.died, finding.died
+    assert "HSE-MF-005" in finding.checked and "HSE-MF-001" not in finding.checked  # ran after the death / killed it
+    assert finding.missed == [], finding.missed  # HSE-MF-001 warns: the reject never came
+    assert exit_code(report) == 0, report.problems
+    assert list((tmp_path / "hse" / "hse_exits_on_malformed" / "external").glob("serve-*.log"))  # its log is kept
+
+
+def test_a_negative_case_passing_after_the_death_is_a_false_pass():
+    """The judging itself: a negative case that passed though it started after the SUT died is reported, and the
+    fault is not caught even though the decision is fail."""
+    cases = {c.id: c for c in load_cases("hse") if c.id in ("HSE-MF-005", "HSE-SR-001")}
+    assert cases["HSE-MF-005"].negative and not cases["HSE-SR-001"].negative
+
+    def result(case_id, verdict, started):
+        case = cases[case_id]
+        return Result(case_id, case.title, case.level, list(case.refs), verdict, started=started, duration=0.5)
+
+    died = 1000.0
+    conformant = Run("hse", None, 1.0, {i: result(i, Verdict.PASS, 990.0) for i in cases})
+    faulty = Run(
+        "hse",
+        "hse_hangs_after_setup",
+        1.0,
+        {
+            "HSE-SR-001": result("HSE-SR-001", Verdict.FAIL, 999.0),
+            "HSE-MF-005": result("HSE-MF-005", Verdict.PASS, 1001.0),
+        },
+        path="external",
+        deaths={"HSE-SR-001": died, "HSE-MF-005": died},
+        exits=[0],
+    )
+    finding = judge(faulty, conformant, cases)
+    assert finding.decision == "fail" and finding.catching == ["HSE-SR-001"]
+    assert len(finding.false_passes) == 1 and finding.false_passes[0].startswith("HSE-MF-005 passed, but it started")
+    assert not finding.caught and finding.detected == "false pass"
+    assert any(p.startswith("false pass: HSE-MF-005") for p in finding.problems)
+    # started before the SUT died (its proof of life came first): not a false pass
+    faulty.results["HSE-MF-005"] = result("HSE-MF-005", Verdict.PASS, 998.0)
+    assert judge(faulty, conformant, cases).false_passes == []
+
+
+@pytest.mark.parametrize("kind", ["hse", "emks"])
+def test_a_profile_pointing_where_nothing_listens_gives_decision_fail_and_no_negative_pass(tmp_path, kind):
+    """A lab's profile whose endpoints have nothing behind them (no SUT at all): every negative case of the kind
+    must not pass (nothing refused, nothing was silent on purpose) and the decision is fail."""
+    served = ServedReference(kind, tmp_path / "lab", shipped_profile(f"reference-{kind}.yaml"))  # never started
+    served.udp, served.key_server = ("127.0.0.1", free_port()), f"https://127.0.0.1:{free_port()}"
+    profile = load_profile(served.write_profile(served.profile_data()))
+    cases = [c for c in load_cases(kind) if c.negative or c.id in ("HSE-SR-001", "EMKS-REG-001")]
+    with harness_peers(profile) as peers:
+        profile.peers = peers
+        results = [run_case(case, profile, tmp_path / "out") for case in cases]
+    passed = [r.case for r in results if r.verdict is Verdict.PASS]
+    assert passed == [], passed
+    assert decision([r.to_json() for r in results], {c.id: c for c in cases})["outcome"] == "fail"
+    assert not [r for r in results if r.verdict is Verdict.ERROR], [explain(r) for r in results]
 
 
 # ---- the command -----------------------------------------------------------------------------------------
@@ -159,7 +256,10 @@ def test_the_command_exits_1_on_a_hole_and_prints_it(capsys, tmp_path):
         capsys, "selftest", "--fault", "res_not_checked", "--case", "HSE-SR-001", "--reports", str(tmp_path)
     )
     assert code == 1, err
-    assert "HOLE" in out and "hse/res_not_checked: hole: no case fails" in " ".join(out.split())
+    text = " ".join(out.split())
+    for path in ("embedded", "external"):  # both paths by default
+        assert f"hse/res_not_checked ({path}): hole: no case fails" in text, text
+    assert "HOLE" in out
     [folder] = tmp_path.iterdir()
     assert folder.name.startswith("selftest-") and (folder / "selftest.json").exists()
 
@@ -170,7 +270,7 @@ def test_the_command_exits_1_on_a_hole_and_prints_it(capsys, tmp_path):
     os.environ.get("BEST_SELFTEST_PASSED") == "1", reason=".ci/run's selftest step ran this very command and passed"
 )
 def test_the_shipped_catalogue_has_no_hole(tmp_path):
-    """The real thing, as CI runs it: every kind, every fault, every case, four workers (about 2.5 min)."""
+    """The real thing, as CI runs it: every kind, every fault, every case, both paths, four workers."""
     done = subprocess.run(
         [sys.executable, "-m", "conformance.cli", "selftest", "-j", "4", "--json", "--reports", str(tmp_path)],
         capture_output=True,
@@ -180,8 +280,12 @@ def test_the_shipped_catalogue_has_no_hole(tmp_path):
     )
     report = json.loads(done.stdout)
     assert report["problems"] == [] and done.returncode == 0, report["problems"]
+    assert report["paths"] == ["embedded", "external"]
     for kind in available_kinds():
-        assert report["conformant"][kind]["problems"] == []
-        found = {f["fault"]: f["detected"] for f in report["faults"] if f["kind"] == kind}
-        assert set(found) == set(kind_faults(kind)), kind
-        assert set(found.values()) <= {"fail", "warn"}, found
+        for path in report["paths"]:
+            assert report["conformant"][kind][path]["problems"] == []
+            found = {f["fault"]: f["detected"] for f in report["faults"] if f["kind"] == kind and f["path"] == path}
+            assert set(found) == set(kind_faults(kind)), (kind, path)
+            assert set(found.values()) <= {"fail", "warn", "decision"}, found
+        lab = report["conformant"][kind]["external"]["lab_run"]
+        assert lab["exit_code"] == 0 and lab["decision"] == "pass", lab

@@ -180,6 +180,19 @@ def check_tls13_not_supported(ks, faulty):
     assert _handshake_completes(ks, ssl.TLSVersion.TLSv1_2)
 
 
+def check_keyserver_closes_connections(ks, faulty):
+    """TCP is accepted, then closed before any TLS answer: the handshake ends in EOF or a reset, not an alert."""
+    host, port = ks.server.host, ks.server.port
+    context = ssl.create_default_context(cafile=str(ks.certs.ca))
+    with socket.create_connection((host, port), timeout=5) as sock:
+        try:
+            with context.wrap_socket(sock, server_hostname=host):
+                completed = True
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError):
+            completed = False
+    assert completed is not faulty
+
+
 CHECKS = {name: globals()[f"check_{name}"] for name in KEYSERVER_FAULTS}
 
 

@@ -377,6 +377,57 @@ def auts_ignored(server: HseServer) -> Seen:
     )
 
 
+# ---- dead faults: the HSE stops serving ------------------------------------------------------------------
+
+
+def answer_to_fresh_request(server: HseServer) -> str:
+    """What a new UE's Session Request gets, on a socket of its own: the command answered, 'silence' (the port
+    is open, nothing answers) or 'unreachable' (ICMP port unreachable: nothing listens)."""
+    import socket
+
+    with ue_for(server, 1) as fresh:
+        request = bytes(fresh.build_session_request())
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(server.address)
+            sock.settimeout(SILENCE)
+            try:
+                for _ in range(2):  # an ICMP error shows on the next send
+                    sock.send(request)
+                    try:
+                        reply = fresh.codec.decode(sock.recv(65535))
+                    except TimeoutError:
+                        continue
+                    return command_of(fresh, reply) or "silence"
+            except ConnectionRefusedError:
+                return "unreachable"
+    return "silence"
+
+
+@scenario("hse_hangs_after_setup")
+def hung_once_set_up(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        ue.start()
+        echoed = echo_of(ue, ue.user_data(b"still there?"))
+    fresh = answer_to_fresh_request(server)
+    return seen(
+        symptom=echoed is None and fresh == "silence" and server.protocol.died_at is not None,
+        faithful=echoed == b"still there?" and fresh == "session_start" and server.protocol.died_at is None,
+        evidence=f"UP echo after the set-up {echoed!r}; a new UE's Session Request: {fresh}",
+    )
+
+
+@scenario("hse_exits_on_malformed")
+def gone_after_a_malformed_datagram(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        ue.send(b"\x00")  # one octet: not an EMSDP header
+    fresh = answer_to_fresh_request(server)
+    return seen(
+        symptom=fresh == "unreachable" and server.protocol.died_at is not None,
+        faithful=fresh == "session_start" and server.protocol.died_at is None,
+        evidence=f"after a one-octet datagram, a new UE's Session Request: {fresh}",
+    )
+
+
 # ---- the tests -----------------------------------------------------------------------------------------
 
 
@@ -388,7 +439,7 @@ def faithful_hse():
 
 
 def test_every_hse_fault_of_the_catalogue_has_a_scenario():
-    assert len(HSE_FAULTS) == 18
+    assert len(HSE_FAULTS) == 20
     assert sorted(SCENARIOS) == sorted(HSE_FAULTS)
 
 

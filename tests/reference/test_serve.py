@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,75 @@ def test_serve_refuses_a_profile_of_another_kind(tmp_path):
         timeout=30,
     )
     assert done.returncode == 2 and "sut.kind is 'hse', not 'emks'" in done.stderr
+
+
+def test_serve_emks_provisions_what_the_trigger_appends_to_its_inbox(tmp_path):
+    """The provision trigger a lab's profile names for `serve emks --provision-inbox F --pid-file P`:
+    `echo {ue_id} {rand} >> F && kill -USR1 $(cat P)`; the new run's key is then served."""
+    import shlex
+    import time
+
+    from conformance.crypto.keys import KeyHierarchy, key_identifier
+    from conformance.crypto.milenage import Milenage
+    from conformance.engine.peers import shell_trigger
+
+    profile = load_profile(PROFILES / "reference-emks.yaml")
+    inbox, pid_file = tmp_path / "provision.inbox", tmp_path / "emks.pid"
+    process, banner = serve("emks", tmp_path, "--provision-inbox", str(inbox), "--pid-file", str(pid_file))
+    try:
+        match = re.search(r"key server (https://\S+); certificates in (\S+)\.", banner)
+        certs = CertificateDirectory(match[2])
+        pair = certs.client("emse-1")
+        sub = profile.pixit.subscribers[0]
+        rand = bytes.fromhex("00112233445566778899aabbccddeeff")
+        command = (
+            f"echo {{ue_id}} {{rand}} >> {shlex.quote(str(inbox))} && kill -USR1 $(cat {shlex.quote(str(pid_file))})"
+        )
+        shell_trigger(command, 5)(ue_id=sub.imsi, rand=rand.hex())
+        binding = profile.binding
+        _, ck, ik, _ = Milenage(sub.k, sub.opc).f2345(rand)
+        hierarchy = KeyHierarchy.from_binding(binding)
+        derived, _ = hierarchy.derive_all(ck=ck, ik=ik, key_agreement="umts", inputs={"emse_id": b"emse-1"})
+        key_id = key_identifier(binding["keys.key_identifier.scheme"], binding["keys.key_identifier.bits"], rand=rand)
+        with KeyServerClient(match[1], binding, ca=certs.ca, cert=pair.cert, key=pair.key) as emse:
+            session = emse.register("emse-1")
+            deadline = time.monotonic() + 5
+            while True:  # the trigger returns at once; the EMKS provisions on its signal
+                try:
+                    assert emse.fetch_key(session, sub.imsi, key_id) == derived["e2m_key"].value
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+    finally:
+        log = stop(process)
+    assert f"provisioned {sub.imsi} RAND {rand.hex()}" in log
+
+
+def test_a_port_in_use_is_named_and_nothing_is_left_listening(tmp_path):
+    """One line naming the port, exit 2, no stray key server and no pid file."""
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", 0))
+    port = busy.getsockname()[1]
+    try:
+        done = subprocess.run(
+            [EXE, "serve", "hse", "--port", str(port), "--rest-port", "0", "--pid-file", str(tmp_path / "hse.pid")],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
+        )  # fmt: skip
+    finally:
+        busy.close()
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"best-conformance: error: cannot listen on UDP 127.0.0.1:{port}: Address already in use; "
+        "give another port (--port, --rest-port)"
+    )
+    assert not (tmp_path / "hse.pid").exists()
+
+
+def test_the_pid_file_goes_with_the_process(tmp_path):
+    pid_file = tmp_path / "emks.pid"
+    process, _ = serve("emks", tmp_path, "--pid-file", str(pid_file))
+    assert pid_file.read_text().strip() == str(process.pid)
+    stop(process)
+    assert not pid_file.exists()
