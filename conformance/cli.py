@@ -13,9 +13,7 @@ from conformance.binding import Binding, BindingError, load_binding
 from conformance.crypto.aka import generate_vector
 from conformance.crypto.keys import DerivedKey, KeyHierarchy, key_identifier
 from conformance.crypto.milenage import Milenage
-
-# Exit codes: 0 success, 2 bad input (usage, arguments, binding or profile); later commands add their own.
-EXIT_USAGE = 2
+from conformance.exit_codes import EXIT_FAIL, EXIT_HARNESS, EXIT_USAGE
 
 
 class Hex(click.ParamType):
@@ -212,10 +210,9 @@ def _key_entry(binding: Binding, d: DerivedKey, dependent: bool) -> dict[str, An
 def _print_keys_table(
     aka: dict[str, bytes], key_id: bytes | None, document: dict[str, Any], agreement: str, skipped: dict[str, str]
 ) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     table = Table(title="MILENAGE (TS 35.206) and AUTN", title_justify="left")
     table.add_column("output")
     table.add_column("value", overflow="fold")
@@ -260,7 +257,6 @@ def binding_command(binding_files: tuple[str, ...], not_confirmed: bool, as_json
         document = binding.to_document()
         click.echo(json.dumps({p.key: document[p.key] for p in params}, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"Binding ({len(params)} of {len(binding)} parameters)", title_justify="left")
@@ -268,25 +264,62 @@ def binding_command(binding_files: tuple[str, ...], not_confirmed: bool, as_json
         table.add_column(column, overflow="fold")
     for p in params:
         table.add_row(p.key, json.dumps(p.value, ensure_ascii=False), p.basis, p.source)
-    Console().print(table)
+    _console().print(table)
+
+
+port_option = click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="UDP port of the EMSDP flows (default: the SUT's port in the run folder's compliance.json when the pcap "
+    "lies in one, else the binding's transport.udp_port).",
+)
+
+
+def _reading_binding(binding_files: tuple[str, ...], port: int | None, run_dir: Any) -> Binding:
+    """The binding to read a capture with: --binding files, else the run folder's binding and SUT port (an
+    embedded reference listens on a free port), and --port over either."""
+    from conformance.report.compliance import ComplianceError, run_binding
+
+    if run_dir is not None and not binding_files:
+        try:
+            overrides, run_port = run_binding(run_dir)
+        except ComplianceError as exc:
+            raise click.UsageError(str(exc)) from None
+        if port or run_port:
+            overrides["transport.udp_port"] = port or run_port
+        return load_binding(overrides)
+    binding = _binding(binding_files)
+    return load_binding(*binding_files, {"transport.udp_port": port}) if port else binding
+
+
+def _run_folder_of(pcap: str) -> Any:
+    """The run folder a pcap lies in (reports/<run-id>/pcaps/<CASE>.pcap), or None."""
+    from pathlib import Path
+
+    folder = Path(pcap).resolve().parent.parent
+    return folder if Path(pcap).resolve().parent.name == "pcaps" and (folder / "compliance.json").is_file() else None
 
 
 @cli.command()
 @click.argument("pcap", type=click.Path(dir_okay=False))
 @binding_option
+@port_option
 @click.option(
     "--counter-scheme",
     type=int,
     help="Counter scheme of flows before their Session Start (default: the binding's emsdp.counters.default_scheme).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per message.")
-def dissect(pcap: str, binding_files: tuple[str, ...], counter_scheme: int | None, as_json: bool) -> None:
-    """Decode every EMSDP message of a pcap (UDP to or from the binding's port), one block per message."""
+def dissect(
+    pcap: str, binding_files: tuple[str, ...], port: int | None, counter_scheme: int | None, as_json: bool
+) -> None:
+    """Decode every EMSDP message of a pcap (UDP to or from the SUT's port), one block per message. A pcap of a
+    run folder is read with that run's binding and SUT port."""
     from conformance.capture.reader import TraceError
     from conformance.emsdp.codec import Codec
     from conformance.emsdp.trace import read_trace, render_text
 
-    codec = Codec(_binding(binding_files))
+    codec = Codec(_reading_binding(binding_files, port, _run_folder_of(pcap)))
     if counter_scheme is not None and counter_scheme not in codec.layout.schemes:
         raise click.BadParameter(f"must be one of {list(codec.layout.schemes)}", param_hint="'--counter-scheme'")
     try:
@@ -304,12 +337,22 @@ def dissect(pcap: str, binding_files: tuple[str, ...], counter_scheme: int | Non
 
 @cli.command("wireshark-dissector")
 @binding_option
-def wireshark_dissector(binding_files: tuple[str, ...]) -> None:
+@port_option
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False, exists=True),
+    help="A run folder: the dissector for its binding and its SUT's port.",
+)
+def wireshark_dissector(binding_files: tuple[str, ...], port: int | None, run_dir: str | None) -> None:
     """Print a Wireshark Lua dissector for EMSDP generated from the binding (save it as emsdp.lua)."""
+    from pathlib import Path
+
     from conformance.emsdp.layout import Layout
     from conformance.emsdp.wireshark import lua_dissector
 
-    click.echo(lua_dissector(Layout.from_binding(_binding(binding_files))), nl=False)
+    binding = _reading_binding(binding_files, port, Path(run_dir) if run_dir else None)
+    click.echo(lua_dissector(Layout.from_binding(binding)), nl=False)
 
 
 @cli.command()
@@ -324,6 +367,19 @@ def wireshark_dissector(binding_files: tuple[str, ...]) -> None:
 @click.option("--rest-port", type=int, help="Key-server HTTPS port (default: the profile's key_server URL's).")
 @click.option("--key-server", help="EMSE: the EMKS to register with (default: the profile's key_server URL).")
 @click.option("--pid-file", type=click.Path(dir_okay=False), help="Write the process id here (for triggers).")
+@click.option(
+    "--certs",
+    "certs_dir",
+    type=click.Path(file_okay=False),
+    help="Folder of the certificates (CA, server, clients): reused while valid, made when missing "
+    "(default: certs/reference-<kind>/ in the user's cache directory).",
+)
+@click.option(
+    "--provision-inbox",
+    type=click.Path(dir_okay=False),
+    help="EMKS: on SIGUSR1, take every line 'UE_ID RAND' (RAND in hex) appended to this file since the last "
+    "signal as a new AKA run of that PIXIT subscriber, and push its key to the subscribed clients.",
+)
 @click.option("--fault", "faults", multiple=True, help="Switch on a fault of the catalogue (repeatable).")
 def serve(
     kind: str,
@@ -332,44 +388,66 @@ def serve(
     rest_port: int | None,
     key_server: str | None,
     pid_file: str | None,
+    certs_dir: str | None,
+    provision_inbox: str | None,
     faults: tuple[str, ...],
 ) -> None:
-    """Run a reference SUT as a standalone server, logging every exchange, until interrupted.
+    """Run a reference SUT as a standalone server, logging every exchange, until interrupted (Ctrl-C, SIGTERM).
 
-    Its certificates (a CA, the server's and clients') are made on first use in the user's cache directory;
-    peers trust the CA and present client certificates from there. The EMSE registers with its EMKS on start;
-    SIGUSR1 makes it register again, SIGUSR2 deregister (the PIXIT's triggers: kill -USR1 PID).
+    Its certificates (a CA, the server's and clients') are made on first use in the user's cache directory
+    (or --certs); peers trust the CA and present client certificates from there.
+
+    \b
+    Triggers, for a profile's pixit.triggers (PID: the --pid-file's content):
+      EMSE: it registers with its EMKS on start; SIGUSR1 registers again, SIGUSR2 deregisters:
+        register: "kill -USR1 $(cat emse.pid)"    deregister: "kill -USR2 $(cat emse.pid)"
+      EMKS, with --provision-inbox FILE: SIGUSR1 provisions the lines appended to FILE:
+        provision: "echo {ue_id} {rand} >> FILE && kill -USR1 $(cat emks.pid)"
+
+    A dead fault logs the moment it died, e.g. "reference HSE died at 1764590400.123456 (epoch s), fault
+    hse_hangs_after_setup: ..."; with hse_exits_on_malformed the process then exits with status 70.
     """
     import logging
     import os
+    import signal
     import time
     from pathlib import Path
 
+    from conformance.keyserver.certs import CertificateDirectory
     from conformance.profile import ProfileError, load_profile
     from conformance.reference.faults import UnknownFault, parse_faults
     from conformance.reference.services import ReferenceEmksService, ReferenceEmseService, ReferenceHseService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if provision_inbox and kind != "emks":
+        raise click.UsageError("--provision-inbox is for an EMKS")
     try:
         profile = load_profile(profile_path or _shipped_profile(f"reference-{kind}.yaml"))
         chosen = parse_faults(faults)
         if profile.sut.kind != kind:
             raise click.UsageError(f"{profile.path}: sut.kind is {profile.sut.kind!r}, not {kind!r}")
+        certs = CertificateDirectory(certs_dir) if certs_dir else None
         if kind == "hse":
-            service: Any = ReferenceHseService(profile, chosen, udp_port=port, rest_port=rest_port)
+            service: Any = ReferenceHseService(profile, chosen, udp_port=port, rest_port=rest_port, certs=certs)
+            service.on_exit = _exit_now
         elif kind == "emks":
-            service = ReferenceEmksService(profile, chosen, rest_port=rest_port)
+            service = ReferenceEmksService(profile, chosen, rest_port=rest_port, certs=certs)
+            if provision_inbox:
+                _provision_signal(service, Path(provision_inbox))
         else:
             url = key_server or profile.endpoints.key_server
             if not url:
                 raise click.UsageError("an EMSE needs the EMKS to register with: --key-server URL")
-            service = ReferenceEmseService(profile, url, chosen, dtls_port=port)
+            service = ReferenceEmseService(profile, url, chosen, dtls_port=port, certs=certs)
             _emse_signals(service)
+        signal.signal(signal.SIGTERM, _interrupt)  # a clean stop, as with Ctrl-C
         service.__enter__()
     except (ProfileError, UnknownFault) as exc:
         raise click.UsageError(str(exc)) from None
     except OSError as exc:
-        raise click.UsageError(f"cannot listen: {exc.strerror or exc}") from None
+        raise click.UsageError(
+            f"cannot listen on {exc.strerror or exc}; give another port (--port, --rest-port)"
+        ) from None
     if pid_file:
         Path(pid_file).write_text(f"{os.getpid()}\n", encoding="ascii")
     if kind == "emse":
@@ -391,6 +469,57 @@ def serve(
         pass
     finally:
         service.__exit__(None, None, None)
+        if pid_file:
+            Path(pid_file).unlink(missing_ok=True)  # the process is gone: its pid no longer names it
+
+
+EXIT_DIED = 70  # `serve`: the reference exited on purpose (fault hse_exits_on_malformed), as a crashing SUT would
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _exit_now() -> None:
+    """Fault hse_exits_on_malformed under `serve`: the process exits at once, as a crashing SUT does."""
+    import logging
+    import os
+
+    logging.getLogger("best-conformance.reference").warning("reference HSE exits with status %d", EXIT_DIED)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(EXIT_DIED)
+
+
+def _provision_signal(service: Any, inbox: Any) -> None:
+    """SIGUSR1: provision each line 'UE_ID RAND' appended to the inbox since the last signal (on a thread)."""
+    import logging
+    import signal
+    import threading
+
+    log = logging.getLogger("best-conformance.reference")
+    inbox.touch()
+    state = {"offset": inbox.stat().st_size}  # lines written before the EMKS started are not new runs
+    lock = threading.Lock()
+
+    def provision() -> None:
+        with lock:  # signals that come together: each line once, in order
+            with inbox.open("rb") as lines:
+                lines.seek(state["offset"])
+                text = lines.read()
+            complete = text[: text.rfind(b"\n") + 1]  # a line still being written waits for the next signal
+            state["offset"] += len(complete)
+            for line in complete.decode("utf-8", "replace").splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    ue_id, rand = line.split()
+                    service.provision(ue_id, rand)
+                    log.info("provisioned %s RAND %s from %s", ue_id, rand, inbox)
+                except Exception as exc:  # a bad line is logged, never the end of the EMKS
+                    log.warning("cannot provision %r from %s: %s", line, inbox, exc)
+
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: threading.Thread(target=provision, daemon=True).start())
 
 
 def _emse_signals(service: Any) -> None:
@@ -403,9 +532,6 @@ def _emse_signals(service: Any) -> None:
 
     signal.signal(signal.SIGUSR1, on(service.emse.register))
     signal.signal(signal.SIGUSR2, on(service.emse.deregister))
-
-
-EXIT_FAIL, EXIT_HARNESS = 1, 3
 
 
 @cli.command()
@@ -436,6 +562,14 @@ EXIT_FAIL, EXIT_HARNESS = 1, 3
     help="Expected failures of this SUT (YAML, each with a reason): exit 0 unless a failure is new; see README.",
 )
 @click.option("--strict-baseline", is_flag=True, help="With --baseline: a case that now passes also exits 1.")
+@click.option(
+    "--stop-after",
+    type=click.IntRange(0),
+    default=None,
+    metavar="N",
+    help="When N cases in a row get no answer at all from the SUT, mark the rest 'not run' at once (default 5; "
+    "0: never stop early).",
+)
 def run(
     profile_path: str | None,
     reference: bool | None,
@@ -446,86 +580,78 @@ def run(
     reveal_secrets: bool,
     baseline: str | None,
     strict_baseline: bool,
+    stop_after: int | None,
 ) -> None:
     """Run every applicable conformance case and write reports/<run-id>/: results.jsonl, junit.xml,
     allure-results/, one pcap per case, compliance.json and report.html.
 
-    Exit code: 0 every applicable case passed, 1 a case failed or was inconclusive, 3 a harness error.
+    Exit code: 0 the decision is pass (every applicable shall case ran and passed), 1 it is not (a case failed,
+    was inconclusive or did not run, or the run left cases out), 2 bad input, 3 a harness error.
     With --baseline: 0 when every failure is an expected one, 1 on a new failure (see README).
     """
-    import datetime
     from pathlib import Path
 
     import pytest
 
     from conformance.engine.live import LiveProgress
-    from conformance.engine.results import read_results
+    from conformance.pytest_plugin import HARNESS_CA
+    from conformance.run import Collected, RunError, RunOptions, check_faults, conclude, new_run_id, pytest_args
 
-    profile = profile_path or _shipped_profile("reference-hse.yaml")
-    embedded = reference if reference is not None else profile_path is None
-    run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(reports) / run_id
-    args = [
-        "-o",
-        "addopts=",  # a run is not the harness's own test session: none of its pytest settings apply
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:terminal",
-        "--best-profile",
-        profile,
-        "--best-reports",
-        reports,
-        "--best-run-id",
-        run_id,
-        "--junitxml",
-        str(run_dir / "junit.xml"),
-        "--alluredir",
-        str(run_dir / "allure-results"),
-        "-W",
-        "ignore::pytest.PytestUnraisableExceptionWarning",
-    ]
-    args += ["--best-reference"] if embedded else []
-    args += [a for fault in faults for a in ("--best-fault", fault)]
-    args += ["-k", keyword] if keyword else []
-    args += ["-n", str(workers)] if workers else []
-    args += ["--best-reveal-secrets"] if reveal_secrets else []
-    if baseline:
-        from conformance.baseline import BaselineError, check_for_profile
-
-        try:
-            check_for_profile(baseline, profile)
-        except BaselineError as exc:
-            raise click.UsageError(str(exc)) from None
-        args += ["--best-baseline", baseline] + (["--best-strict-baseline"] if strict_baseline else [])
-    code = pytest.main(args, plugins=[LiveProgress()])
-    if (
-        code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR)
-        or not (run_dir / "results.jsonl").exists()
-    ):
-        click.echo(f"best-conformance: the run could not start (pytest exit {int(code)})", err=True)
-        sys.exit(EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_HARNESS)
-    results = read_results(run_dir / "results.jsonl")
-    _print_verdicts(results, run_dir)
-    if baseline:
-        from rich.console import Console
-
+    options = RunOptions(
+        profile=profile_path or _shipped_profile("reference-hse.yaml"),
+        embedded=reference if reference is not None else profile_path is None,
+        faults=faults,
+        keyword=keyword,
+        reports=reports,
+        workers=workers,
+        reveal_secrets=reveal_secrets,
+        baseline=baseline,
+        strict_baseline=strict_baseline,
+        stop_after=stop_after,
+    )
+    try:
+        check_faults(options)
+        if baseline:
+            _check_baseline(baseline, options.profile)
+        run_dir = Path(reports) / new_run_id()
+        collected = Collected()
+        code = pytest.main(pytest_args(options, run_dir), plugins=[LiveProgress(), collected])
+        outcome = conclude(run_dir, code, collected, keyword)
+    except RunError as exc:
+        raise click.UsageError(str(exc)) from None
+    console = _console(stderr=True)
+    _print_not_passed(outcome.results, console)
+    for line in outcome.lines:
+        console.print(line, highlight=False)
+    if (run_dir / HARNESS_CA).exists():
+        console.print(
+            f"pushes: the harness's push receiver presented a certificate of its own CA ({run_dir / HARNESS_CA}): "
+            "the SUT must trust it (or give tls.receiver in the profile)"
+        )
+    if outcome.results:
+        console.print(f"report: {run_dir}/report.html")
+        console.print(
+            f"also in {run_dir}/: compliance.json, results.jsonl, junit.xml, allure-results/, pcaps/, traces/"
+        )
+    if baseline and outcome.results:
         from conformance.baseline import report_run
 
-        sys.exit(report_run(run_dir, strict_baseline, Console(stderr=True)))
-    verdicts = {r["verdict"] for r in results}
-    if "error" in verdicts:
-        sys.exit(EXIT_HARNESS)
-    sys.exit(EXIT_FAIL if verdicts & {"fail", "inconclusive"} else 0)
+        sys.exit(report_run(run_dir, strict_baseline, console))
+    sys.exit(outcome.code)
 
 
-def _print_verdicts(results: list[dict[str, Any]], run_dir: Any) -> None:
-    from collections import Counter
+def _check_baseline(baseline: str, profile: str) -> None:
+    from conformance.baseline import BaselineError, check_for_profile
 
-    from rich.console import Console
+    try:
+        check_for_profile(baseline, profile)
+    except BaselineError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _print_not_passed(results: list[dict[str, Any]], console: Any) -> None:
     from rich.table import Table
 
-    console = Console(stderr=True)
     not_passed = [r for r in results if r["verdict"] not in ("pass", "not applicable")]
     if not_passed:
         table = Table(title="Cases that did not pass", title_justify="left")
@@ -534,10 +660,6 @@ def _print_verdicts(results: list[dict[str, Any]], run_dir: Any) -> None:
         for r in sorted(not_passed, key=lambda r: r["case"]):
             table.add_row(r["case"], r["verdict"], r["reason"])
         console.print(table)
-    counts = Counter(r["verdict"] for r in results)
-    console.print(f"{len(results)} cases: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
-    console.print(f"report: {run_dir}/report.html")
-    console.print(f"also in {run_dir}/: compliance.json, results.jsonl, junit.xml, allure-results/, pcaps/, traces/")
 
 
 @cli.command()
@@ -588,7 +710,6 @@ def matrix(run_dirs: tuple[str, ...], out: str) -> None:
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False), help="Show applicability for this SUT.")
 def list_cases(kind: str, profile_path: str | None) -> None:
     """List the conformance cases with their refs and applicability."""
-    from rich.console import Console
     from rich.table import Table
 
     from conformance.engine.runner import applicable
@@ -604,7 +725,7 @@ def list_cases(kind: str, profile_path: str | None) -> None:
             reason = applicable(case, profile)
             applies = "yes" if reason is None else f"no: {reason}"
         table.add_row(case.id, case.level, case.title, ", ".join(case.refs), applies)
-    Console().print(table)
+    _console().print(table)
 
 
 @cli.command()
@@ -650,16 +771,27 @@ def coverage(sut: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
+
+    render(result, _console())
+
+
+def _console(*, stderr: bool = False) -> Any:
+    """A rich console; piped into a file or another program it is wide, so tables do not fold at 80 columns."""
     from rich.console import Console
 
-    render(result, Console())
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console.width = max(console.width, 200)
+    return console
 
 
 def _first_sentence(fn: Any) -> str:
     if fn is None:
         return "(unknown)"
-    text = " ".join((fn.__doc__ or "").split())
-    return text.split(". ")[0].rstrip(".") + "."
+    import re
+
+    text = " ".join((fn.__doc__ or "").split())  # a sentence ends at a full stop before a capital, not at "e.g."
+    return re.split(r"(?<!\be\.g)(?<!\bi\.e)\.\s+(?=[A-Z])", text)[0].rstrip(".") + "."
 
 
 def _cases(kind: str) -> list[Any]:
@@ -673,6 +805,26 @@ def _cases(kind: str) -> list[Any]:
     if report.errors:
         raise click.UsageError("suite lint errors:\n" + "\n".join(report.errors))
     return cases
+
+
+@cli.command("harness-ca")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also copy the CA certificate (PEM) here.")
+def harness_ca(out: str | None) -> None:
+    """Print where the harness's own CA certificate is (made on first use in the user's cache).
+
+    A profile without `tls.receiver` gets a push-receiver certificate from this CA: configure the key server under
+    test to trust it before the run, or the pushes it sends the harness cannot be received.
+    """
+    import shutil
+
+    from conformance.keyserver.certs import harness_certificates
+
+    ca = harness_certificates().ca
+    if out:
+        shutil.copyfile(ca, out)
+        click.echo(f"harness CA certificate: {ca} (copied to {out})")
+    else:
+        click.echo(f"harness CA certificate: {ca}")
 
 
 @cli.command()
@@ -758,6 +910,15 @@ def verify(run_dir: str, public_key: str | None) -> None:
 @click.option("-j", "workers", type=click.IntRange(1), default=1, show_default=True, help="Worker processes.")
 @click.option("--reports", default="reports", show_default=True, help="Where the selftest-<timestamp>/ folder goes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the detection matrix as JSON instead of a table.")
+@click.option(
+    "--path",
+    "path",
+    type=click.Choice(["embedded", "external", "both"]),
+    default="both",
+    show_default=True,
+    help="embedded: the reference in the selftest's process; external: the path labs use, the reference as its "
+    "own process (`serve`) reached through a profile written as a lab writes it.",
+)
 def selftest_command(
     kinds: tuple[str, ...],
     faults: tuple[str, ...],
@@ -765,19 +926,24 @@ def selftest_command(
     workers: int,
     reports: str,
     as_json: bool,
+    path: str,
 ) -> None:
     """Prove the suites on the reference SUTs: the conformant reference must pass every applicable case, and
     every catalogued fault must make at least one case fail (only warnings are a hole, unless the fault breaks
-    a should/may requirement only).
+    a should/may requirement only). A dead fault (the SUT hangs, exits or stops answering) must make the
+    decision fail, and no negative case may pass after the SUT died.
+    On the external path the conformant run of a whole suite is `best-conformance run --profile lab.yaml`,
+    which must exit 0.
     Writes selftest.json (the detection matrix) and each run's results and pcaps.
 
-    Exit code: 0 all caught and the conformant runs passed, 1 a hole, a missed expected catcher or a conformant
-    case that did not pass, 2 bad input, 3 a harness error.
+    Exit code: 0 all caught and the conformant runs passed, 1 a hole, a false pass, a missed expected catcher
+    or a conformant case that did not pass, 2 bad input, 3 a harness error.
     """
-    from conformance.selftest import SelftestError, run_command
+    from conformance.selftest import PATHS, SelftestError, run_command
 
+    paths = PATHS if path == "both" else (path,)
     try:
-        sys.exit(run_command(kinds, faults, patterns, workers, reports, as_json))
+        sys.exit(run_command(kinds, faults, patterns, workers, reports, as_json, paths))
     except SelftestError as exc:
         raise click.UsageError(str(exc)) from None
 
