@@ -244,15 +244,12 @@ class CaseItem(pytest.Item):
         self.add_marker(pytest.mark.conformance_case)
 
     def runtest(self) -> None:
-        from conformance.engine.runner import run_case
+        from conformance.engine.runner import case_result, run_case
 
         state = self.config.stash[STATE]
         try:
             if state.stopped:
-                result = Result(
-                    self.case.id, self.case.title, self.case.level, list(self.case.refs), Verdict.NOT_RUN,
-                    reason=state.stopped, requirements=list(self.case.requirements),
-                )  # fmt: skip
+                result = case_result(self.case, Verdict.NOT_RUN, state.stopped)
             else:
                 result = run_case(self.case, state.profile, state.run_dir, certs=state.certs)
             if not self.config.getoption("--best-reveal-secrets"):  # before results.jsonl, junit.xml, allure see it

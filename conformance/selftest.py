@@ -49,7 +49,7 @@ from conformance.engine.lint import load_suite
 from conformance.engine.model import Case, suite_dir
 from conformance.engine.peers import harness_peers
 from conformance.engine.results import Result, ResultsFile, Verdict
-from conformance.engine.runner import run_case
+from conformance.engine.runner import case_result, run_case
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.profile import LoadedProfile, load_profile
 from conformance.reference.faults import BY_NAME, CATALOGUE, DEATH_LOGGER, death_time, parse_faults
@@ -339,7 +339,7 @@ def run_slice(task: Task, run_one: Any) -> list[Result]:
     streak, stopped = 0, ""
     for case in task.cases:
         if stopped and case.id not in keep and not (dead and case.negative):
-            results.append(_not_run(case, stopped))
+            results.append(case_result(case, Verdict.NOT_RUN, stopped))
             continue
         result = run_one(case)
         results.append(result)
@@ -350,19 +350,6 @@ def run_slice(task: Task, run_one: Any) -> list[Result]:
                 f"({result.case}: {result.reason})"
             )
     return results
-
-
-def _not_run(case: Case, reason: str) -> Result:
-    return Result(
-        case.id,
-        case.title,
-        case.level,
-        list(case.refs),
-        Verdict.NOT_RUN,
-        reason=reason,
-        started=time.time(),
-        requirements=list(case.requirements),
-    )
 
 
 def _finished(task: Task, results: list[Result], died: float | None, **extra: Any) -> Run:

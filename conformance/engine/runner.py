@@ -65,15 +65,7 @@ def rests_on(case: Case, profile: LoadedProfile) -> list[dict[str, Any]]:
 def run_case(case: Case, profile: LoadedProfile, out_dir: Path, *, certs: CertificateDirectory | None = None) -> Result:
     """The case's verdict with its evidence. Never raises: whatever goes wrong in the harness around the case
     (setting it up, a step, closing it, reading its evidence) is an `error` verdict with the traceback."""
-    result = Result(
-        case.id,
-        case.title,
-        case.level,
-        list(case.refs),
-        Verdict.PASS,
-        started=time.time(),
-        requirements=list(case.requirements),
-    )
+    result = case_result(case, Verdict.PASS)
     ctx: Context | None = None
     try:
         reason = applicable(case, profile)
@@ -149,16 +141,22 @@ def _error(result: Result) -> None:
     result.observed = traceback.format_exc(limit=8)
 
 
-def error_result(case: Case, exc: BaseException) -> Result:
-    """The `error` verdict of a case whose run broke outside run_case (e.g. while its result was written)."""
+def case_result(case: Case, verdict: Verdict, reason: str = "", **fields: Any) -> Result:
+    """A result of this case, starting now (run_case's, or one for a case that did not go through it)."""
     return Result(
         case.id,
         case.title,
         case.level,
         list(case.refs),
-        Verdict.ERROR,
-        reason=f"{type(exc).__name__}: {exc}",
-        observed="".join(traceback.format_exception(exc, limit=8)),
+        verdict,
+        reason=reason,
         started=time.time(),
         requirements=list(case.requirements),
+        **fields,
     )
+
+
+def error_result(case: Case, exc: BaseException) -> Result:
+    """The `error` verdict of a case whose run broke outside run_case (e.g. while its result was written)."""
+    observed = "".join(traceback.format_exception(exc, limit=8))
+    return case_result(case, Verdict.ERROR, f"{type(exc).__name__}: {exc}", observed=observed)

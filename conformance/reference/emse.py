@@ -11,8 +11,6 @@ emse_never_answers makes the DTLS endpoint dead (it reads every datagram and ans
 from __future__ import annotations
 
 import logging
-import select
-import socket
 import ssl
 import threading
 import warnings
@@ -69,25 +67,22 @@ class ReferenceEmse:
         self._last_key: bytes | None = None
         self._lifecycle = threading.Lock()
         self.died_at: float | None = None  # fault emse_never_answers: dead from the start
-        self.server: DtlsPskServer | SilentEndpoint
-        if "emse_never_answers" in self.faults:
-            self.server = SilentEndpoint(host, port)
-        else:
-            self.server = DtlsPskServer(
-                self._psk,
-                host=host,
-                port=port,
-                ciphers=list(binding["dtls.ciphers"]),
-                versions=(binding["dtls.min_version"], "DTLSv1.2"),
-                on_data=lambda peer, data: data,
-            )
+        self.server = DtlsPskServer(
+            self._psk,
+            host=host,
+            port=port,
+            ciphers=list(binding["dtls.ciphers"]),
+            versions=(binding["dtls.min_version"], "DTLSv1.2"),
+            on_data=lambda peer, data: data,
+            mute="emse_never_answers" in self.faults,
+        )
         self.address = self.server.address
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     def start(self) -> None:
         self.server.start()
-        if isinstance(self.server, SilentEndpoint):
+        if self.server.mute:
             where = f"{self.address[0]}:{self.address[1]}"
             self.died_at = log_death("reference EMSE", "emse_never_answers", f"DTLS on {where} reads and never answers")
 
@@ -157,33 +152,3 @@ class ReferenceEmse:
             return None
         self._cache.setdefault(ue_id, key)
         return key
-
-
-class SilentEndpoint:
-    """Fault emse_never_answers: a UDP endpoint that reads every datagram and answers none (the port is open, so
-    no ICMP port unreachable: a hung DTLS server, not an absent one)."""
-
-    def __init__(self, host: str, port: int):
-        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.address: tuple[str, int] = self.sock.getsockname()[:2]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name=f"silent-{self.address[1]}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            if select.select([self.sock], [], [], 0.05)[0]:
-                try:
-                    data, peer = self.sock.recvfrom(65535)
-                except OSError:
-                    continue
-                logger.info("read %d octets from %s:%s; no answer (fault emse_never_answers)", len(data), *peer[:2])
