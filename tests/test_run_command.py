@@ -80,7 +80,7 @@ def test_list_piped_does_not_fold_at_80_columns(tmp_path):
 def run_folder(tmp_path_factory) -> Path:
     """A default run (the embedded reference on a free port) of two cases."""
     reports = tmp_path_factory.mktemp("reports")
-    done = cli(reports, "run", "--reports", str(reports), "-k", "CT-001 or SR-001")
+    done = cli(reports, "run", "--reports", str(reports), "-k", "CT-001 or SR-001 or TLS-002")
     assert done.returncode == 1, done.stderr  # a partial run: the decision is not pass
     (folder,) = [p for p in reports.iterdir() if p.is_dir()]
     return folder
@@ -109,3 +109,18 @@ def test_the_readmes_tshark_line_works_on_a_default_run(run_folder, tmp_path):
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "session_request" in shown.stdout and "session_start" in shown.stdout, shown.stdout[:2000]
+
+
+def test_no_private_key_is_left_in_a_run_folder(run_folder, tmp_path):
+    """The foreign CA (HSE-TLS-002) and the rogue EMKS's CA (EMSE-REG-006) live in the user's cache: a lab signs
+    and ships the run folder."""
+    emse = cli(tmp_path, "run", "--profile", str(ROOT / "profiles/reference-emse.yaml"), "--reference",
+               "--reports", "out", "-k", "REG-006")  # fmt: skip
+    assert "1 cases: 1 pass" in " ".join(emse.stderr.split()), emse.stderr
+    for folder in (run_folder, tmp_path / "out"):
+        keys = [p for p in folder.rglob("*") if p.suffix in (".key", ".pem") or b"PRIVATE KEY" in _head(p)]
+        assert not keys, keys
+
+
+def _head(path: Path) -> bytes:
+    return path.read_bytes()[:4096] if path.is_file() else b""

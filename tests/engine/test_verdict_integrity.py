@@ -252,3 +252,5 @@ def test_pytest_fails_cases_against_a_dead_sut_it_does_not_skip_them(reference, 
     assert done.returncode == 1, done.stdout[-2000:]
     assert "3 failed" in done.stdout and "skipped" not in done.stdout, done.stdout[-2000:]
     assert "INCONCLUSIVE: HSE-TLS-001" in done.stdout and "nothing answers" in done.stdout
+    assert "decision: FAIL" in done.stdout  # the summary says where the run folder went, as an absolute path
+    assert f"run folder: {tmp_path / 'reports'}/" in done.stdout
