@@ -84,8 +84,8 @@ class Context:
 
     def eas(self, identity: str | None = None, *, certificate: str = "own") -> Eas:
         """A key-server client (EAS towards an HSE, EMSE towards an EMKS). identity: default `client_id`.
-        certificate: own (its identity's), none, foreign (another CA), or the name of another identity from
-        the SUT's CA (needs certificates the harness made)."""
+        certificate: own (its identity's), none, foreign (another CA), or the name of another identity whose
+        certificate the SUT trusts (see `client_material`)."""
         identity = identity or self.client_id
         key = f"{identity}/{certificate}"
         if key in self.eases:

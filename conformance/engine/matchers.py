@@ -285,9 +285,6 @@ def session_key_id(ctx: Any, session: Any) -> bytes:
     return key_id_for(ctx, session.rand, session.keys)
 
 
-KEY_SPEC_FIELDS = ("provisioned", "expect", "key_id")  # the mapping form of `key:` (an EMKS's provisioned runs)
-
-
 def provisioned_key(ctx: Any, spec: dict[str, Any], emse_id: str) -> tuple[str, bytes, bytes | None]:
     """(UE id, key id, e2m_key or None) of one AKA run the EMKS was provisioned with (`provisioned_run`).
     `expect: unknown` wants a run older than the `rest.past_keys_kept` newest ones (key None); a run outside
