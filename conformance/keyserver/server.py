@@ -228,11 +228,20 @@ class KeyServer:
             self._thread.join(timeout)
         self._socket.close()
 
-    def hang(self) -> None:
+    def hang(self, timeout: float = 5.0) -> None:
         """From now on the server answers nothing, as a hung process: its event loop blocks until `stop()`, while
-        the kernel still completes TCP handshakes into the listen backlog."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._released.wait)
+        the kernel still completes TCP handshakes into the listen backlog. Returns once the loop is blocked, so
+        that nothing sent after the call is answered."""
+        if self._loop is None:
+            return
+        blocked = threading.Event()
+
+        def block() -> None:
+            blocked.set()
+            self._released.wait()
+
+        self._loop.call_soon_threadsafe(block)
+        blocked.wait(timeout)
 
     def kill(self, timeout: float = 5.0) -> None:
         """As if the process had exited: the listening socket closes (a connect is refused) and every open

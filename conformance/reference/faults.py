@@ -118,8 +118,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "hse_hangs_after_setup",
         "hse",
         "dead",
-        "once the first session is set up (Start Confirmation accepted, or the first valid protected message), "
-        "the HSE hangs: no datagram is answered, and its key server accepts TCP connections but answers nothing",
+        "once the HSE has sent its first Session Start it hangs: the Start Confirmation and every later datagram go "
+        "unanswered, and its key server accepts TCP connections but answers nothing",
         dead=("emsdp", "key_server"),
     ),
     Fault(

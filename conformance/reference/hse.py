@@ -15,7 +15,7 @@ What it does where TS 33.163 is silent is the binding's assumption, and beyond t
   user plane through unmodified).
 - Errors: Message Reject with the binding's cause, or silent discard where `emsdp.error_reaction` says so.
   Whatever arrives, the server keeps serving: a datagram that breaks the handler is logged and dropped.
-- Dead faults: hse_hangs_after_setup stops answering anything once the first session is set up;
+- Dead faults: hse_hangs_after_setup stops answering anything once it has sent its first Session Start;
   hse_exits_on_malformed closes its socket (under `serve`, the process exits) on the first datagram that does
   not decode as EMSDP. Either logs the moment it died (`faults.log_death`); `on_death` tells the service.
 """
@@ -162,8 +162,10 @@ class ReferenceHse(asyncio.DatagramProtocol):
             log.exception("dropped a datagram from %s that broke the handler", addr)
 
     def send(self, message: Any, addr: tuple[str, int]) -> None:
-        if self.dead:
-            return
+        if not self.dead:
+            self._transmit(message, addr)
+
+    def _transmit(self, message: Any, addr: tuple[str, int]) -> None:
         raw = bytes(message)
         log.info("-> %s:%s %s", addr[0], addr[1], self._summary(message))
         transport = self.alt_transport if "reply_from_wrong_port" in self.faults and self.alt_transport else None
@@ -372,7 +374,14 @@ class ReferenceHse(asyncio.DatagramProtocol):
         self.sessions[session_id] = session
         if service != "key_agreement_only":  # key agreement only: the EAS key waits for the confirmation
             self._publish_eas_key(session, vector, keys)
-        self.send(self._session_start(session), addr)
+        reply = self._session_start(session)
+        if "hse_hangs_after_setup" in self.faults and not self.dead:
+            # hung before the Session Start leaves, so whatever the UE and the EAS do next finds it hung: no race
+            # between the Start Confirmation (this thread) and the EAS's key fetch (the key server's thread)
+            self.die("hse_hangs_after_setup", f"session {session.id} set up; from now on nothing is answered")
+            self._transmit(reply, addr)
+            return
+        self.send(reply, addr)
 
     def _allocate_session_id(self) -> int:
         limit = 1 << self.layout.field_bits["session_id"]
@@ -487,8 +496,6 @@ class ReferenceHse(asyncio.DatagramProtocol):
 
     def confirm(self, session: Session) -> None:
         """The session is set up (explicitly by its Start Confirmation, or implicitly)."""
-        if not session.confirmed and "hse_hangs_after_setup" in self.faults:
-            self.die("hse_hangs_after_setup", f"session {session.id} set up; from now on nothing is answered")
         session.confirmed = True
 
     def die(self, fault: str, what: str) -> None:
