@@ -413,9 +413,9 @@ def serve(
     import time
     from pathlib import Path
 
+    from conformance.faults import UnknownFault, parse_faults
     from conformance.keyserver.certs import CertificateDirectory
     from conformance.profile import ProfileError, load_profile
-    from conformance.reference.faults import UnknownFault, parse_faults
     from conformance.reference.services import ReferenceEmksService, ReferenceEmseService, ReferenceHseService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -761,8 +761,8 @@ def explain(case_id: str) -> None:
 def coverage(sut: str | None, as_json: bool) -> None:
     """Every requirement of the ledger (conformance/requirements/): level, clause, and whether cases check it
     (which) or why not (out_of_scope, untestable, needs_pics, binding_unknown, not_covered), with totals."""
+    from conformance.report.coverage import SuiteError, compute, render, shipped_cases
     from conformance.requirements import LedgerError
-    from conformance.requirements.coverage import SuiteError, compute, render, shipped_cases
 
     try:
         result = compute(shipped_cases(), sut)

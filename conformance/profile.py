@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
 from conformance.binding import Binding, BindingError, load_binding
-from conformance.reference.faults import UnknownFault, parse_faults
+from conformance.faults import UnknownFault, parse_faults
 
 
 class ProfileError(ValueError):

@@ -121,8 +121,8 @@ class RunState:
         self.started = datetime.datetime.now(datetime.UTC)
 
     def start_reference(self, faults: list[str]) -> None:
-        from conformance.engine.embedded import embedded_reference
-        from conformance.reference.faults import parse_faults
+        from conformance.embedded import embedded_reference
+        from conformance.faults import parse_faults
 
         self.profile, self.certs = self._stack.enter_context(embedded_reference(self.profile, parse_faults(faults)))
 
@@ -253,7 +253,7 @@ class CaseItem(pytest.Item):
             else:
                 result = run_case(self.case, state.profile, state.run_dir, certs=state.certs)
             if not self.config.getoption("--best-reveal-secrets"):  # before results.jsonl, junit.xml, allure see it
-                from conformance.report.secrets import mask_result
+                from conformance.masking import mask_result
 
                 result = mask_result(result)
         except Exception as exc:  # the harness broke around the case: still a result line, verdict error

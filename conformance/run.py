@@ -49,7 +49,7 @@ def check_faults(options: RunOptions) -> None:
             "--fault switches on a fault of the embedded reference; this run tests the SUT the profile points at "
             "(add --reference to test the reference the profile describes)"
         )
-    from conformance.reference.faults import BY_NAME
+    from conformance.faults import BY_NAME
 
     for name in options.faults:
         if name not in BY_NAME:

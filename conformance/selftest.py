@@ -44,18 +44,19 @@ from typing import Any
 
 import yaml
 
-from conformance.engine.embedded import embedded_reference
+from conformance.embedded import embedded_reference
 from conformance.engine.lint import load_suite
 from conformance.engine.model import Case, suite_dir
 from conformance.engine.peers import harness_peers
 from conformance.engine.results import Result, ResultsFile, Verdict
 from conformance.engine.runner import case_result, run_case
+from conformance.faults import BY_NAME, CATALOGUE, parse_faults
 from conformance.keyserver.certs import CertificateDirectory
+from conformance.masking import mask_result
 from conformance.profile import LoadedProfile, load_profile
-from conformance.reference.faults import BY_NAME, CATALOGUE, DEATH_LOGGER, death_time, parse_faults
+from conformance.reference.death import DEATH_LOGGER, death_time
 from conformance.reference.process import ServedReference, cli_command, free_port
 from conformance.report.compliance import decision
-from conformance.report.secrets import mask_result
 
 # Which catalogue components each reference SUT kind implements, so which faults it can be run with.
 KIND_COMPONENTS: dict[str, tuple[str, ...]] = {

@@ -18,6 +18,7 @@ from conformance.keyserver.certs import (
     foreign_certificates,
     harness_certificates,
 )
+from conformance.masking import leaves, profile_secrets, provisioned_secrets
 from conformance.profile import LoadedProfile
 from conformance.roles.eas import Eas, ReceiverTls
 from conformance.roles.emks import Exchange, client_exchange, route_patterns
@@ -47,6 +48,22 @@ class Context:
         self.key_log: list[str] = []  # NSS key-log lines of the DTLS sessions the harness's UEs completed
         self.cleanups: list[Any] = []  # undo what a case changed in run-wide peers (e.g. a rogue certificate)
         self.client_exchanges: list[Exchange] = []  # what the harness asked a key server under test, as a client
+
+    def held_secrets(self) -> set[bytes]:
+        """The keys this context holds, so that outputs can mask them: the profile's, each UE's K/OPc and session
+        keys, every key the steps saved for later ones (next_keys, old_key, the keys each client fetched), and the
+        keys of every provisioned AKA run (DTLS PSKs among them)."""
+        book = profile_secrets(self.profile)
+        for ue in self.ues.values():
+            book.update([ue.credentials.k, ue.credentials.opc])
+            if ue.session is not None:
+                book.update(leaves(ue.session.keys))
+        book.add_named(self.saved)
+        identities = {self.profile.pixit.emse_id, self.profile.pixit.eas_id}
+        identities |= {str(k).split("/")[0] for k in self.eases}
+        identities |= {k.removeprefix("eas.session.") for k in self.saved if k.startswith("eas.session.")}
+        book.update(provisioned_secrets(self.profile, frozenset(i for i in identities if i)))
+        return book.values
 
     # ---- roles -------------------------------------------------------------------------------------
 

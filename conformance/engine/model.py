@@ -8,7 +8,6 @@ with its file and line, so a suite author never meets a traceback.
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,9 +16,9 @@ from typing import Any
 
 import yaml
 
-LEVELS = ("shall", "should", "may")
-SUT_KINDS = ("hse", "emks", "emse")
-REF_PATTERN = re.compile(r"^(TS|TR) \d\d\.\d{3}( [A-Z]?[\d.]+[\w.-]*| Annex [A-Z](\.[\d.]+)?)?$|^seed \d{3} [\w.]+$")
+from conformance.requirements.ledger import LEVELS, REF_PATTERN, SUT_KINDS
+from conformance.yaml_lines import LineLoader
+
 STEP_KEYS = ("with", "check", "within", "as")  # beside its verb, what a step may have
 CASE_FIELDS = ("id", "title", "refs", "requirements", "level", "applies", "steps", "purpose", "rests_on", "negative")
 
@@ -59,19 +58,6 @@ class LintReport:
 
     def add(self, path: str, line: int, message: str) -> None:
         self.errors.append(f"{path}:{line}: {message}")
-
-
-class LineLoader(yaml.SafeLoader):
-    """Records the line of every mapping, so errors can point at it."""
-
-
-def _construct_mapping(loader: LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
-
-
-LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def suite_dir(kind: str) -> Path:

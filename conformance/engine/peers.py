@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from conformance.keyserver.certs import CertificateDirectory
+from conformance.keyserver.store import EmksStore
 from conformance.profile import LoadedProfile
 from conformance.roles.emks import HarnessEmks
 
@@ -57,8 +58,6 @@ def harness_peers(profile: LoadedProfile, certs: CertificateDirectory | None = N
     if profile.sut.kind != "emse":
         yield Peers(None, triggers)
         return
-    from conformance.reference.services import provisioned_store
-
     tls = profile.tls
     if tls.ca and tls.cert and tls.key:
         ca, cert, key = Path(tls.ca), Path(tls.cert), Path(tls.key)
@@ -69,7 +68,7 @@ def harness_peers(profile: LoadedProfile, certs: CertificateDirectory | None = N
     parts = urlsplit(profile.endpoints.key_server or "https://127.0.0.1:0")
     emks = HarnessEmks(
         profile.binding,
-        provisioned_store(profile),
+        EmksStore(profile.binding).provision_subscribers(profile.pixit.subscribers),
         ca=ca,
         cert=cert,
         key=key,

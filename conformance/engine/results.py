@@ -85,7 +85,7 @@ class Result:
     unanswered: bool = False  # the case ended because the SUT did not answer at all (a run may stop early on it)
     notes: list[str] = field(default_factory=list)  # checks not made, and why (e.g. an optional TLV was absent)
     # secret values the case met (keys it derived, key material a failed key check saw): never written, only
-    # used to mask outputs (conformance.report.secrets)
+    # used to mask outputs (conformance.masking)
     secrets: set[bytes] = field(default_factory=set, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from conformance.engine.results import (
 )
 from conformance.engine.verbs import VERBS
 from conformance.keyserver.certs import CertificateDirectory
+from conformance.masking import check_secrets
 from conformance.profile import LoadedProfile
-from conformance.report.secrets import check_secrets, context_secrets
 
 
 def applicable(case: Case, profile: LoadedProfile) -> str | None:
@@ -125,7 +125,7 @@ def _finish(ctx: Context, result: Result) -> None:
     result.notes = list(ctx.saved.get("unchecked", []))
     try:
         ctx.close()
-        result.secrets |= context_secrets(ctx)  # so that outputs can mask them
+        result.secrets |= ctx.held_secrets()  # so that outputs can mask them
     except Exception:
         _error(result)
     try:

@@ -8,7 +8,7 @@ uvicorn). A registration is owned by the identity that made it: only that identi
 A UE identity travels as one path segment: uvicorn decodes %2F before routing, so an id with '/' in it
 cannot be addressed (IMSI, SUCI and NAI forms have none).
 
-The reference SUT's key-server faults (conformance/reference/faults.py) are switched on by name here, except
+The reference SUT's key-server faults (conformance/faults.py) are switched on by name here, except
 `client_cert_not_required` (TLS, in server.py), `keyserver_closes_connections` (each connection, in server.py,
 which reads it from the app's faults) and `past_keys_not_kept` (in the store).
 """

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from conformance.crypto.keys import KeyHierarchy, derive, key_identifier
-from conformance.crypto.milenage import Milenage
+from conformance.crypto.milenage import Milenage, compute_opc
 
 
 class KeyStore(Protocol):
@@ -71,6 +71,19 @@ class EmksStore:
         """As `provision`, running MILENAGE f3/f4 on the subscriber's K and OPc for this RAND."""
         _res, ck, ik, _ak = Milenage(k, opc).f2345(rand)
         return self.provision(ue_id, ck, ik, rand)
+
+    def provision_subscriber(self, subscriber: Any, rand: bytes) -> bytes:
+        """As `provision_from_aka` for a PIXIT subscriber (its imsi, k, and opc or op)."""
+        opc = subscriber.opc or compute_opc(subscriber.k, subscriber.op)
+        return self.provision_from_aka(subscriber.imsi, subscriber.k, opc, rand)
+
+    def provision_subscribers(self, subscribers: Iterable[Any]) -> EmksStore:
+        """Every AKA run the PIXIT subscribers list (`rands`), oldest first, as the HSS would push them (seed
+        002); returns the store."""
+        for subscriber in subscribers:
+            for rand in subscriber.rands:
+                self.provision_subscriber(subscriber, rand)
+        return self
 
     def lookup(self, client_id: str, ue_id: str, key_id: bytes) -> bytes | None:
         with self._lock:

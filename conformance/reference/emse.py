@@ -20,7 +20,7 @@ from typing import Any
 
 from conformance.dtls.psk import DtlsPskServer, parse_psk_identity
 from conformance.keyserver.client import KeyServerClient, KeyServerError, client_ssl_context
-from conformance.reference.faults import log_death
+from conformance.reference.death import log_death
 
 logger = logging.getLogger("conformance.emse")
 TEXT_XML = {"content-type": "text/xml"}  # fault emse_wrong_content_type

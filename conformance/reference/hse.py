@@ -39,8 +39,9 @@ from conformance.crypto.protect import DOWNLINK, UPLINK
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.secure import MessageSecurity
 from conformance.emsdp.values import decode_imsi, decode_ue_config, encode_hse_config
+from conformance.faults import CATALOGUE, parse_faults
 from conformance.profile import LoadedProfile
-from conformance.reference.faults import CATALOGUE, log_death, parse_faults
+from conformance.reference.death import log_death
 from conformance.reference.subscribers import SubscriberDb, SubscriberState, UnknownSubscriber
 
 log = logging.getLogger("best-conformance.hse")

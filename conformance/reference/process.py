@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from conformance.keyserver.certs import CertificateDirectory
-from conformance.reference.faults import death_time
+from conformance.reference.death import death_time
 
 STARTUP_TIMEOUT = 60.0  # s for `serve` to print its banner (imports take a second; two cores may be busy)
 BANNER = re.compile(r"^reference (?P<kind>\w+) listening on (?P<where>.*)$", re.MULTILINE)

@@ -16,14 +16,14 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from conformance.crypto.milenage import compute_opc
+from conformance.faults import CATALOGUE, parse_faults
 from conformance.keyserver.app import create_app
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.keyserver.client import client_ssl_context
 from conformance.keyserver.server import KeyServer, server_ssl_context
 from conformance.keyserver.store import EmksStore
 from conformance.profile import LoadedProfile
-from conformance.reference.faults import CATALOGUE, log_death, parse_faults
+from conformance.reference.death import log_death
 from conformance.reference.hse import HseServer
 
 
@@ -52,17 +52,6 @@ def _key_server_dead(sut: str, faults: frozenset[str]) -> float | None:
 
 def certificates(profile: LoadedProfile) -> CertificateDirectory:
     return CertificateDirectory(name=f"reference-{profile.sut.kind}")
-
-
-def provisioned_store(profile: LoadedProfile, faults: frozenset[str] = frozenset()) -> EmksStore:
-    """An EMKS store holding, for every PIXIT subscriber and RAND listed, the e2m_int_key of that AKA run
-    (from K and OPc), oldest first, as the HSS would push them (seed 002)."""
-    store = EmksStore(profile.binding, faults=faults)
-    for subscriber in profile.pixit.subscribers:
-        opc = subscriber.opc or compute_opc(subscriber.k, subscriber.op)
-        for rand in subscriber.rands:
-            store.provision_from_aka(subscriber.imsi, subscriber.k, opc, rand)
-    return store
 
 
 class ReferenceHseService:
@@ -156,7 +145,7 @@ class ReferenceEmksService:
         self.profile = profile
         self.certs = certs or certificates(profile)
         binding = profile.binding
-        self.store = provisioned_store(profile, keyserver_faults)
+        self.store = EmksStore(binding, faults=keyserver_faults).provision_subscribers(profile.pixit.subscribers)
         push = self.certs.client("reference-emks")
         self.app = create_app(
             binding,
@@ -189,8 +178,7 @@ class ReferenceEmksService:
         subscriber = next((s for s in self.profile.pixit.subscribers if s.imsi == ue_id), None)
         if subscriber is None:
             raise ValueError(f"no PIXIT subscriber {ue_id}")
-        opc = subscriber.opc or compute_opc(subscriber.k, subscriber.op)
-        self.store.provision_from_aka(ue_id, subscriber.k, opc, bytes.fromhex(rand))
+        self.store.provision_subscriber(subscriber, bytes.fromhex(rand))
         self.keyserver.run_coroutine(self.app.state.keyserver.notify_all(ue_id))
 
     def __exit__(self, *exc: object) -> None:

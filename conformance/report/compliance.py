@@ -27,7 +27,7 @@ from typing import Any
 
 from conformance import __version__
 from conformance.engine.results import load_results
-from conformance.report.secrets import profile_secrets
+from conformance.masking import profile_secrets
 
 FORMAT, FORMAT_VERSION = "best-conformance/compliance", 1
 COMPLIANCE = "compliance.json"

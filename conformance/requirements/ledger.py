@@ -21,7 +21,12 @@ from typing import Any
 
 import yaml
 
-from conformance.engine.model import LEVELS, REF_PATTERN, SUT_KINDS, LineLoader
+from conformance.yaml_lines import LineLoader
+
+# The words a requirement (and a case) is written in: its level of obligation, the SUT kinds, a clause reference.
+LEVELS = ("shall", "should", "may")
+SUT_KINDS = ("hse", "emks", "emse")
+REF_PATTERN = re.compile(r"^(TS|TR) \d\d\.\d{3}( [A-Z]?[\d.]+[\w.-]*| Annex [A-Z](\.[\d.]+)?)?$|^seed \d{3} [\w.]+$")
 
 # Why no case checks a requirement. Every untested requirement names one of these and says more in a note.
 REASONS = {

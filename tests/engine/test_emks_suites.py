@@ -20,8 +20,8 @@ from conformance.binding import load_binding
 from conformance.engine.lint import load_suite
 from conformance.engine.model import suite_dir
 from conformance.engine.results import Result, Verdict
+from conformance.faults import CATALOGUE
 from conformance.profile import load_profile
-from conformance.reference.faults import CATALOGUE
 from conformance.selftest import EXPECTED_CATCHERS, kind_faults
 from tests.engine import assert_fault_caught, explain, run_against_reference
 

@@ -24,13 +24,13 @@ import pytest
 
 pytest.importorskip("mbedtls", reason="python-mbedtls has wheels for CPython 3.11 and 3.12 only")
 
-from conformance.engine.embedded import embedded_reference
+from conformance.embedded import embedded_reference
 from conformance.engine.lint import load_suite
 from conformance.engine.model import suite_dir
 from conformance.engine.results import Result, Verdict
 from conformance.engine.runner import run_case
+from conformance.faults import CATALOGUE
 from conformance.profile import load_profile
-from conformance.reference.faults import CATALOGUE
 from conformance.selftest import EXPECTED_CATCHERS
 from tests.engine import assert_fault_caught, explain, run_against_reference
 

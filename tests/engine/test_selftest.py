@@ -17,8 +17,8 @@ from conformance.cli import main
 from conformance.engine.peers import harness_peers
 from conformance.engine.results import Result, Verdict
 from conformance.engine.runner import run_case
+from conformance.faults import BY_NAME
 from conformance.profile import load_profile
-from conformance.reference.faults import BY_NAME
 from conformance.reference.process import ServedReference, free_port
 from conformance.report.compliance import decision
 from conformance.selftest import (

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from conformance.engine.embedded import embedded_reference
+from conformance.embedded import embedded_reference
 from conformance.engine.lint import load_suite
 from conformance.engine.model import LintReport, load_cases, suite_dir
 from conformance.engine.results import ResultsFile, Verdict, load_results

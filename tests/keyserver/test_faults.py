@@ -15,12 +15,12 @@ import httpx
 import pytest
 
 from conformance.binding.loader import load_binding
+from conformance.faults import CATALOGUE
 from conformance.keyserver.app import create_notification_app
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.keyserver.schema import XmlNames
 from conformance.keyserver.server import KeyServer, server_ssl_context
 from conformance.keyserver.xml import UeKey
-from conformance.reference.faults import CATALOGUE
 from tests.keyserver import CLIENT_ID, OPC, OTHER_CLIENT_ID, RAND, UE_ID, K, rand_of_run, running_keyserver
 
 BINDING = load_binding()

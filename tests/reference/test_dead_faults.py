@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from conformance.faults import BY_NAME, INTERFACES
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.profile import load_profile
-from conformance.reference.faults import BY_NAME, DEATH_LOGGER, INTERFACES, death_time
+from conformance.reference.death import DEATH_LOGGER, death_time
 from conformance.reference.services import ReferenceEmksService, ReferenceHseService
 from conformance.roles.ue import Credentials, Ue
 

@@ -24,8 +24,8 @@ import pytest
 from conformance.crypto.aka import AutnOutcome, sqn_bytes
 from conformance.crypto.keys import key_identifier
 from conformance.crypto.protect import DOWNLINK
+from conformance.faults import BY_NAME, CATALOGUE
 from conformance.profile import load_profile
-from conformance.reference.faults import BY_NAME, CATALOGUE
 from conformance.reference.hse import HseServer
 from conformance.roles.ue import Credentials, Ue, tlv_values
 

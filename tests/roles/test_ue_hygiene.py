@@ -23,8 +23,8 @@ import pytest
 from conformance.capture.reader import udp_datagrams
 from conformance.capture.tap import PcapTap
 from conformance.crypto.aka import generate_vector
+from conformance.embedded import embedded_reference
 from conformance.emsdp.values import encode_hse_config
-from conformance.engine.embedded import embedded_reference
 from conformance.engine.lint import load_suite
 from conformance.engine.model import LintReport, load_cases, suite_dir
 from conformance.engine.results import Result, Verdict

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from conformance.binding import Binding, load_binding
-from conformance.engine.model import LEVELS, SUT_KINDS, Case
-from conformance.requirements.ledger import REASONS, Ledger, Requirement, shipped_ledger
+from conformance.engine.lint import load_suite
+from conformance.engine.model import Case, suite_dir
+from conformance.requirements.ledger import LEVELS, REASONS, SUT_KINDS, Ledger, Requirement, shipped_ledger
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,6 @@ class Coverage:
 
 def shipped_cases() -> list[Case]:
     """Every case of every shipped suite; SuiteError if a suite does not lint clean."""
-    from conformance.engine.lint import load_suite
-    from conformance.engine.model import suite_dir
-
     cases: list[Case] = []
     for kind in SUT_KINDS:
         directory = suite_dir(kind)

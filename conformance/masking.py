@@ -66,13 +66,13 @@ def _octets(value: Any) -> bytes | None:
     return None
 
 
-def _leaves(value: Any) -> Iterator[Any]:
+def leaves(value: Any) -> Iterator[Any]:
     if isinstance(value, dict):
         for item in value.values():
-            yield from _leaves(item)
+            yield from leaves(item)
     elif isinstance(value, list | tuple | set | frozenset):
         for item in value:
-            yield from _leaves(item)
+            yield from leaves(item)
     else:
         yield value
 
@@ -101,7 +101,7 @@ class Secrets:
         if isinstance(data, dict):
             for name, value in data.items():
                 if secret_name(name):
-                    self.update(_leaves(value))
+                    self.update(leaves(value))
                 else:
                     self.add_named(value)
         elif isinstance(data, list | tuple):
@@ -157,33 +157,13 @@ def check_secrets(expectation: str, expected: Any, observed: Any) -> set[bytes]:
     if not _KEY_CHECK.search(expectation or ""):
         return set()
     found: set[bytes] = set()
-    for leaf in _leaves([expected, observed]):
+    for leaf in leaves([expected, observed]):
         octets = _octets(leaf)
         if octets is not None:
             found.add(octets)
         elif isinstance(leaf, str):
             found.update(bytes.fromhex(run) for run in _HEX_RUN.findall(leaf) if len(run) % 2 == 0)
     return found
-
-
-def context_secrets(ctx: Any) -> set[bytes]:
-    """The keys a case's run context holds: the profile's, each UE's K/OPc and session keys, every key the
-    steps saved for later ones (next_keys, old_key, the keys each client fetched), and `ctx.secrets` if a role
-    keeps one there (e.g. a DTLS PSK)."""
-    book = profile_secrets(ctx.profile)
-    for ue in getattr(ctx, "ues", {}).values():
-        credentials = getattr(ue, "credentials", None)
-        book.update([getattr(credentials, "k", None), getattr(credentials, "opc", None)])
-        session = getattr(ue, "session", None)
-        if session is not None:
-            book.update(_leaves(getattr(session, "keys", {})))
-    book.add_named(getattr(ctx, "saved", {}))
-    book.update(getattr(ctx, "secrets", ()))  # where a role keeps a key the harness holds nowhere else
-    identities = {getattr(ctx.profile.pixit, "emse_id", None), getattr(ctx.profile.pixit, "eas_id", None)}
-    identities |= {str(k).split("/")[0] for k in getattr(ctx, "eases", {})}
-    identities |= {k.removeprefix("eas.session.") for k in getattr(ctx, "saved", {}) if k.startswith("eas.session.")}
-    book.update(provisioned_secrets(ctx.profile, frozenset(i for i in identities if i)))
-    return book.values
 
 
 _PROVISIONED: dict[tuple[Any, ...], tuple[Any, frozenset[bytes]]] = {}

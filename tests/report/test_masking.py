@@ -13,8 +13,8 @@ from conformance.crypto.milenage import Milenage
 from conformance.engine.lint import load_suite
 from conformance.engine.model import suite_dir
 from conformance.engine.results import Result, Verdict
+from conformance.masking import Secrets, check_secrets, mask_result, mask_text, secret_name
 from conformance.profile import load_profile
-from conformance.report.secrets import Secrets, check_secrets, mask_result, mask_text, secret_name
 from tests.engine import run_against_reference
 from tests.runs import ROOT
 

@@ -12,12 +12,12 @@ import pytest
 from conformance.cli import main
 from conformance.engine import lint
 from conformance.engine.lint import load_suite
-from conformance.engine.model import SUT_KINDS
 from conformance.engine.results import ResultsFile, Verdict, read_results
 from conformance.engine.runner import run_case
 from conformance.profile import load_profile
+from conformance.report.coverage import compute, shipped_cases
 from conformance.requirements import REASONS, load_ledger, shipped_ledger
-from conformance.requirements.coverage import compute, shipped_cases
+from conformance.requirements.ledger import SUT_KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE = """
