@@ -6,7 +6,10 @@ the binding's `dtls.psk_identity` template. Cipher suites are named as IANA does
 `dtls.ciphers`, e.g. TLS_PSK_WITH_AES_128_CCM_8) and mapped to mbed TLS names here.
 
 A DTLS peer that cannot decrypt a record drops it silently (RFC 6347 4.1.2.7), so a wrong PSK shows as
-silence, not an alert: every wait has a deadline and ends in `DtlsFailure`.
+silence, not an alert: every wait has a deadline, and none of them raises when it passes. A handshake that does
+not complete returns its `Session` with `established` false and `failure` saying why (`timed_out` set when the
+server fell silent); `DtlsPskClient.receive` returns None when no record arrives in time; `probe_version`
+answers 'silence'.
 """
 
 from __future__ import annotations
@@ -28,10 +31,6 @@ from conformance.dtls.records import KeyLogError, key_log_line
 VERSIONS = {"DTLSv1.0": tls.DTLSVersion.DTLSv1_0, "DTLSv1.2": tls.DTLSVersion.DTLSv1_2}
 Address = tuple[str, int]
 MAX_DATAGRAM = 65535  # the largest UDP payload
-
-
-class DtlsFailure(Exception):
-    """The handshake did not complete: a timeout (silence), an alert, or a local error."""
 
 
 def mbedtls_cipher(name: str) -> str:

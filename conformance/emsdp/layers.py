@@ -10,6 +10,7 @@ list, and the bytes stay on the packet so that it still shows what was received.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from scapy.fields import (
@@ -49,6 +50,26 @@ class EmsdpPacket(Packet):
 
     def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
         return b"", s
+
+
+def _truncated_message(octets: int, plane: str, mac: int, fixed: int) -> str:
+    """The problem of a message too short for its header (and command, on the CP) and its MAC."""
+    return (
+        f"truncated message: {octets} octet(s), header{' and command' if plane == 'cp' else ''}"
+        f"{' and MAC' if mac else ''} need {fixed + mac}"
+    )
+
+
+def _tlv_problems(items: list[Packet]) -> list[str]:
+    """The problems of a message's TLVs, in order; bytes scapy fell back to Raw for (no TLV could be read from
+    them) are one problem each."""
+    problems: list[str] = []
+    for item in items:
+        if isinstance(item, EmsdpPacket):
+            problems.extend(item.problems)
+        else:
+            problems.append(f"undecodable TLV octets {bytes(item).hex()}")
+    return problems
 
 
 class Layers:
@@ -122,35 +143,12 @@ class Layers:
         return Tlv
 
     def _message_class(self, plane: str, scheme: int) -> type[EmsdpPacket]:
+        """The class of `plane` messages under counter `scheme`: its fields, and the problems it records."""
         layout = self.layout
-        header = layout.header(plane, scheme)
-        header_bytes = layout.header_bytes(plane, scheme)
-        key_id_at = layout.bit_offset("key_id", plane, scheme)
-        key_id_bits = layout.field_bits["key_id"]
         command_names = layout.command_names()
-        fixed = header_bytes + (1 if plane == "cp" else 0)
-        tlv = self.tlv
-
-        def key_id_of(s: bytes) -> int:
-            value = int.from_bytes(s[:header_bytes], "big") >> (header_bytes * 8 - key_id_at - key_id_bits)
-            return value & ((1 << key_id_bits) - 1)
-
-        fields: list[Field] = [
-            BitField(name, layout.version_value if name == "version" else 0, bits) for name, bits in header
-        ]
-        if plane == "cp":
-            fields.append(_int_field("cmd", 1, command_names))  # "command" is a Packet method
-            fields.append(PacketListField("tlvs", [], tlv, length_from=lambda p: p._body_bytes))
-        else:
-            # "data", not "payload": scapy's Packet.payload is the next layer
-            fields.append(StrLenField("data", b"", length_from=lambda p: p._body_bytes))
-        fields.append(
-            ConditionalField(
-                StrFixedLenField("mac", b"\x00" * layout.mac_bytes, layout.mac_bytes),
-                lambda p: layout.mac_present(p.key_id),
-            )
-        )
-
+        fields = self._message_fields(plane, scheme, command_names)
+        fixed = layout.header_bytes(plane, scheme) + (1 if plane == "cp" else 0)
+        mac_octets = self._mac_octets(plane, scheme)
         title = f"EMSDP {plane.upper()} (counter scheme {scheme})"
 
         class Message(EmsdpPacket):
@@ -159,13 +157,10 @@ class Layers:
 
             def pre_dissect(self, s: bytes) -> bytes:
                 super().pre_dissect(s)
-                mac = layout.mac_bytes if len(s) >= header_bytes and layout.mac_present(key_id_of(s)) else 0
+                mac = mac_octets(s)
                 self._body_bytes = max(0, len(s) - fixed - mac)
                 if len(s) < fixed + mac:
-                    self.problems.append(
-                        f"truncated message: {len(s)} octet(s), header{' and command' if plane == 'cp' else ''}"
-                        f"{' and MAC' if mac else ''} need {fixed + mac}"
-                    )
+                    self.problems.append(_truncated_message(len(s), plane, mac, fixed))
                 return s
 
             def do_dissect(self, s: bytes) -> bytes:
@@ -175,11 +170,7 @@ class Layers:
                 return rest
 
             def post_dissect(self, s: bytes) -> bytes:
-                for item in getattr(self, "tlvs", None) or []:
-                    if isinstance(item, EmsdpPacket):
-                        self.problems.extend(item.problems)
-                    else:  # scapy fell back to Raw: bytes no TLV could be read from
-                        self.problems.append(f"undecodable TLV octets {bytes(item).hex()}")
+                self.problems.extend(_tlv_problems(getattr(self, "tlvs", None) or []))
                 if s:
                     self.problems.append(f"{len(s)} octet(s) after the MAC")
                 return s
@@ -194,6 +185,45 @@ class Layers:
 
         Message.layout = layout
         return Message
+
+    def _message_fields(self, plane: str, scheme: int, command_names: dict[int, str]) -> list[Field]:
+        """The header's bit fields; the command and its TLVs (CP) or the data (UP); the MAC when Key ID wants one.
+        The body's length is the `_body_bytes` that the message's `pre_dissect` sets."""
+        layout = self.layout
+        fields: list[Field] = [
+            BitField(name, layout.version_value if name == "version" else 0, bits)
+            for name, bits in layout.header(plane, scheme)
+        ]
+        if plane == "cp":
+            fields.append(_int_field("cmd", 1, command_names))  # "command" is a Packet method
+            fields.append(PacketListField("tlvs", [], self.tlv, length_from=lambda p: p._body_bytes))
+        else:
+            # "data", not "payload": scapy's Packet.payload is the next layer
+            fields.append(StrLenField("data", b"", length_from=lambda p: p._body_bytes))
+        fields.append(
+            ConditionalField(
+                StrFixedLenField("mac", b"\x00" * layout.mac_bytes, layout.mac_bytes),
+                lambda p: layout.mac_present(p.key_id),
+            )
+        )
+        return fields
+
+    def _mac_octets(self, plane: str, scheme: int) -> Callable[[bytes], int]:
+        """The octets of MAC that trail a message's bytes, by the Key ID in its header (none when the bytes are
+        too short for the header)."""
+        layout = self.layout
+        header_bytes = layout.header_bytes(plane, scheme)
+        key_id_at = layout.bit_offset("key_id", plane, scheme)
+        key_id_bits = layout.field_bits["key_id"]
+
+        def key_id_of(s: bytes) -> int:
+            value = int.from_bytes(s[:header_bytes], "big") >> (header_bytes * 8 - key_id_at - key_id_bits)
+            return value & ((1 << key_id_bits) - 1)
+
+        def mac_octets(s: bytes) -> int:
+            return layout.mac_bytes if len(s) >= header_bytes and layout.mac_present(key_id_of(s)) else 0
+
+        return mac_octets
 
     def classify(self, data: bytes, scheme: int | None = None) -> type[EmsdpPacket]:
         """The class to dissect `data` with: CP or UP by the UP/CP flag, or `Truncated` when the bytes cannot

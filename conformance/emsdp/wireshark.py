@@ -1,15 +1,19 @@
 """A Wireshark Lua dissector for EMSDP, generated from the same `Layout` as the codec.
 
 Only the tables at the top of the generated file come from the binding; the Lua below them is fixed and
-generic, so a profile that overrides a tag, a width or the port gets a dissector that agrees with the harness
-without anyone maintaining two descriptions of the wire format. The counter scheme is not on the wire, so the
-dissector follows it per UDP flow by `SCHEME_RULE`, the rule `conformance.emsdp.trace` applies in Python.
+generic (it is `wireshark_dissector.lua.template`, shipped beside this module), so a profile that overrides a
+tag, a width or the port gets a dissector that agrees with the harness without anyone maintaining two
+descriptions of the wire format. The counter scheme is not on the wire, so the dissector follows it per UDP flow
+by `SCHEME_RULE`, the rule `conformance.emsdp.trace` applies in Python.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import textwrap
+from importlib import resources
+from string import Template
 from typing import Any
 
 from conformance.emsdp.layout import VALUE_KINDS, Layout
@@ -20,6 +24,10 @@ SCHEME_RULE = (
     "counter_scheme the binding knows (the first such TLV; an unknown scheme is flagged as a problem), later "
     "messages of that flow use that scheme; the Session Start itself is read with the scheme in force before it."
 )
+
+# The generated file: `$header_comment`, a blank line, `$binding_tables`, two blank lines, then the generic Lua.
+# A literal `$` in the Lua would have to be written `$$` there.
+TEMPLATE = "wireshark_dissector.lua.template"
 
 
 def lua_dissector(layout: Layout) -> str:
@@ -43,11 +51,16 @@ def lua_dissector(layout: Layout) -> str:
         "Install: copy to ~/.local/lib/wireshark/plugins/, or run tshark -X lua_script:<this file>.",
     ]
     comment = "\n".join(f"-- {line}".rstrip() for line in summary)
-    return f"{comment}\n\n{_constants(layout)}\n{_LUA_BODY}"
+    return _template().substitute(header_comment=comment, binding_tables=_constants(layout))
+
+
+@functools.cache
+def _template() -> Template:
+    return Template(resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8"))
 
 
 def _constants(layout: Layout) -> str:
-    """The binding as Lua tables: everything in the generated file that depends on the layout."""
+    """The binding as Lua tables: everything in the generated file that depends on the layout (no final newline)."""
     # Lua tables count from 1; schemes count from 0 on the wire, so their keys are explicit.
     schemes = {plane: dict(enumerate(layout.counter_bits[plane])) for plane in ("cp", "up")}
     fields = layout.hse_config_fields
@@ -91,7 +104,7 @@ def _constants(layout: Layout) -> str:
             entries = (f"  {'' if k is None else _lua_key(k) + ' = '}{_lua(v)},\n" for k, v in pairs)
             line = f"local {name} = {{\n{''.join(entries)}}}"
         lines += [f"-- {comment}", line]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def _by_code(names: Any) -> dict[int, str]:
@@ -133,383 +146,3 @@ def _lua_char(octet: int) -> str:
     if char in '"\\' or not 0x20 <= octet < 0x7F:
         return f"\\{octet:03d}"
     return char
-
-
-_LUA_BODY = r"""
--- ---- Generic from here on: everything layout-specific is in the tables above ----------------------------
-
-local emsdp = Proto("emsdp", "EMSDP (TS 33.163)")
-
--- Header layout per plane and scheme: {name, bits, offset} in transmission order, zero-width fields dropped.
-local HEADER, HEADER_BYTES = {cp = {}, up = {}}, {cp = {}, up = {}}
-for _, plane in ipairs({"cp", "up"}) do
-  for s = 0, N_SCHEMES - 1 do
-    local fields, offset = {}, 0
-    for _, name in ipairs(HEADER_FIELDS) do
-      local bits = name == "counter" and COUNTER_BITS[plane][s] or FIELD_BITS[name]
-      if bits > 0 then
-        fields[#fields + 1] = {name = name, bits = bits, offset = offset}
-        offset = offset + bits
-      end
-    end
-    HEADER[plane][s], HEADER_BYTES[plane][s] = fields, offset / 8
-  end
-end
-
--- ---- Preferences ------------------------------------------------------------------------------------------
-
-local scheme_choices = {}
-for s = 0, N_SCHEMES - 1 do
-  scheme_choices[#scheme_choices + 1] = {tostring(s),
-    string.format("%d (CP counter %d bits, UP counter %d bits)", s, COUNTER_BITS.cp[s], COUNTER_BITS.up[s]), s}
-end
-emsdp.prefs.default_scheme = Pref.enum("Default counter scheme", DEFAULT_SCHEME,
-  "Counter scheme of frames on a UDP flow before a Session Start with an HSE configuration fixes it",
-  scheme_choices, false)
-
--- ---- Fields -----------------------------------------------------------------------------------------------
-
-local HEADER_LABELS = {version = "Version", up_cp = "UP/CP", rfu = "RFU", key_id = "Key ID",
-                       counter = "Counter", session_id = "Session ID"}
-local HSE_LABELS = {service = "Service", mode = "Mode", counter_scheme = "Counter scheme", mac_bits = "MAC bits",
-                    integrity_algorithm = "Integrity algorithm", ciphering_algorithm = "Ciphering algorithm",
-                    flags = "Flags"}
-
-local uint = {ProtoField.uint8, ProtoField.uint16}  -- by octets: TLV tags and lengths are 1 or 2 octets
-local f, field_list, wide = {}, {}, {}  -- ProtoFields by key, in registration order; 64-bit header fields
-local function field(key, protofield)
-  f[key] = protofield
-  field_list[#field_list + 1] = protofield
-end
-
-field("plane", ProtoField.string("emsdp.plane", "Plane"))
-field("scheme", ProtoField.uint8("emsdp.scheme", "Counter scheme"))
-for _, name in ipairs(HEADER_FIELDS) do  -- emsdp.<header field>; 64-bit only when a counter needs it
-  local widest = FIELD_BITS[name] or 0
-  if name == "counter" then
-    for s = 0, N_SCHEMES - 1 do widest = math.max(widest, COUNTER_BITS.cp[s], COUNTER_BITS.up[s]) end
-  end
-  if widest > 0 then
-    wide[name] = widest > 32
-    field("h_" .. name, (wide[name] and ProtoField.uint64 or ProtoField.uint32)(
-      "emsdp." .. name, HEADER_LABELS[name] or name, base.DEC))
-  end
-end
-field("cmd", ProtoField.uint8("emsdp.cmd", "Command", base.HEX, COMMANDS))
-field("cmd_name", ProtoField.string("emsdp.cmd_name", "Command name"))
-field("tlv", ProtoField.none("emsdp.tlv", "TLV"))
-field("tlv_tag", uint[TAG_BYTES]("emsdp.tlv.tag", "Tag", base.HEX, TAGS))
-field("tlv_name", ProtoField.string("emsdp.tlv.name", "Name"))
-field("tlv_length", uint[LENGTH_BYTES]("emsdp.tlv.length", "Length"))
-field("tlv_value", ProtoField.bytes("emsdp.tlv.value", "Value"))
-field("tlv_problem", ProtoField.string("emsdp.tlv.problem", "TLV problem"))
-field("imsi", ProtoField.string("emsdp.imsi", "IMSI"))
-field("eas_id", ProtoField.string("emsdp.eas_id", "EAS Id"))
-field("serving_network", ProtoField.string("emsdp.serving_network", "Serving network"))
-field("cause", ProtoField.uint8("emsdp.cause", "Cause", base.HEX, CAUSES))
-field("rejected_cmd", ProtoField.uint8("emsdp.rejected_cmd", "Rejected command", base.HEX, COMMANDS))
-field("release", ProtoField.uint8("emsdp.ue_config.release", "Release"))
-field("key_agreements", ProtoField.uint8("emsdp.ue_config.key_agreements", "Key agreements", base.HEX))
-local ka_mask = 0
-for _, agreement in ipairs(KEY_AGREEMENTS) do
-  local name, bit = agreement[1], agreement[2]
-  ka_mask = bit32.bor(ka_mask, bit)
-  field("ka_" .. name, ProtoField.bool("emsdp.ue_config.key_agreement." .. name, name, 8, nil, bit))
-end
-field("confidentiality", ProtoField.bool("emsdp.ue_config.confidentiality", "Confidentiality requested", 8, nil,
-                                         CONFIDENTIALITY_BIT))
-field("unknown_bits", ProtoField.uint8("emsdp.ue_config.unknown_bits", "Unknown bits", base.HEX))
-for _, name in ipairs(HSE_CONFIG_FIELDS) do
-  local names = (name == "service" and SERVICES) or (name == "mode" and MODES)
-    or (name == "key_agreement" and KEY_AGREEMENT_NAMES) or nil
-  field("hse_" .. name, ProtoField.uint8("emsdp.hse_config." .. name, HSE_LABELS[name] or name,
-                                         name == "flags" and base.HEX or base.DEC, names))
-end
-field("start_confirmation", ProtoField.bool("emsdp.hse_config.start_confirmation_required",
-                                            "Start Confirmation required", 8, nil, START_CONFIRMATION_FLAG))
-field("data", ProtoField.bytes("emsdp.data", "Data"))
-field("mac", ProtoField.bytes("emsdp.mac", "MAC"))
-field("problem", ProtoField.string("emsdp.problem", "Problem"))
-
-local malformed = ProtoExpert.new("emsdp.malformed", "Malformed EMSDP message", expert.group.MALFORMED,
-                                  expert.severity.ERROR)
-emsdp.fields = field_list
-emsdp.experts = {malformed}
-
--- ---- Value decoders (as conformance/emsdp/values.py); each returns the value, or nil and what is wrong --
-
-local function decode_imsi(range)
-  local n = range:len()
-  local nibbles = {bit32.rshift(range(0, 1):uint(), 4)}
-  for i = 1, n - 1 do
-    local octet = range(i, 1):uint()
-    nibbles[#nibbles + 1] = bit32.band(octet, 0x0F)
-    nibbles[#nibbles + 1] = bit32.rshift(octet, 4)
-  end
-  local first = range(0, 1):uint()
-  local identity = bit32.band(first, 0x07)
-  if identity ~= 1 then
-    return nil, string.format("identity type %d%d%d is not IMSI (001)", bit32.extract(identity, 2),
-                              bit32.extract(identity, 1), bit32.extract(identity, 0))
-  end
-  local digits = {}
-  for _, d in ipairs(nibbles) do
-    if d == 0x0F then break end
-    if d > 9 then return nil, string.format("nibble 0x%x is not a digit", d) end
-    digits[#digits + 1] = tostring(d)
-  end
-  for i = #digits + 1, #nibbles do
-    if nibbles[i] ~= 0x0F then return nil, "digits after the 'F' filler" end
-  end
-  local parity = bit32.band(bit32.rshift(first, 3), 1)
-  if parity ~= #digits % 2 then
-    return nil, string.format("parity bit says %s, %d digits found", parity == 1 and "odd" or "even", #digits)
-  end
-  return table.concat(digits)
-end
-
--- Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF), as Python decodes it.
-local function decode_utf8(range)
-  local bytes, n, i = range:bytes(), range:len(), 0
-  while i < n do
-    local c, need, low, high = bytes:get_index(i), 0, 0x80, 0xBF
-    if c >= 0xC2 and c <= 0xDF then need = 1
-    elseif c >= 0xE0 and c <= 0xEF then
-      need = 2
-      if c == 0xE0 then low = 0xA0 elseif c == 0xED then high = 0x9F end
-    elseif c >= 0xF0 and c <= 0xF4 then
-      need = 3
-      if c == 0xF0 then low = 0x90 elseif c == 0xF4 then high = 0x8F end
-    elseif c >= 0x80 then return nil, string.format("not UTF-8: invalid start byte at octet %d", i) end
-    for k = 1, need do
-      local cont = i + k < n and bytes:get_index(i + k) or nil
-      if cont == nil or cont < (k == 1 and low or 0x80) or cont > (k == 1 and high or 0xBF) then
-        return nil, string.format("not UTF-8: invalid or truncated sequence at octet %d", i)
-      end
-    end
-    i = i + need + 1
-  end
-  return range:string(ENC_UTF_8)
-end
-
-local function hex(range)
-  return range:len() > 0 and string.lower(range:bytes():tohex()) or ""
-end
-
--- ---- Per-flow counter scheme (see the rule in the header comment) ----------------------------------------
-
-local frame_scheme, flow_scheme = {}, {}  -- frame number -> scheme used; flow key -> scheme in force
-function emsdp.init()
-  frame_scheme, flow_scheme = {}, {}
-end
-
-local function flow_key(pinfo)
-  local a = tostring(pinfo.src) .. ":" .. tostring(pinfo.src_port)
-  local b = tostring(pinfo.dst) .. ":" .. tostring(pinfo.dst_port)
-  if a > b then a, b = b, a end
-  return a .. " " .. b
-end
-
-local function scheme_of(pinfo)
-  if not pinfo.visited and frame_scheme[pinfo.number] == nil then  -- first pass: decide once, in frame order
-    frame_scheme[pinfo.number] = flow_scheme[flow_key(pinfo)] or emsdp.prefs.default_scheme
-  end
-  return frame_scheme[pinfo.number] or emsdp.prefs.default_scheme
-end
-
--- ---- Dissection -------------------------------------------------------------------------------------------
-
-local function mac_present(key_id)
-  return MAC_BYTES > 0 and (key_id ~= 0 or not MAC_ABSENT_WHEN_KEY_ID_ZERO)
-end
-
-local function plane_of(tvb)
-  if UP_CP_OFFSET == nil or tvb:len() * 8 <= UP_CP_OFFSET then return nil end
-  return tvb(0, math.floor(UP_CP_OFFSET / 8) + 1):bitfield(UP_CP_OFFSET, 1) == 1 and "up" or "cp"
-end
-
--- A value's size problem, worded as the Python codec words it.
-local function size_problem(name, octets)
-  local size = VALUE_SIZE[name]
-  if size == nil or (size[1] <= octets and octets <= size[2]) then return nil end
-  local want = size[1] == size[2] and tostring(size[1]) or string.format("%d..%d", size[1], size[2])
-  return string.format("%s TLV %s: %d octets, expected %s", octets > size[2] and "over-long" or "short",
-                       name, octets, want)
-end
-
--- The decoded view of a well-formed TLV value, added under `tree`; returns a problem text or nil.
-local function decode_value(tree, name, range)
-  local kind = VALUE_KINDS[name]
-  if kind == "imsi" then
-    local digits, err = decode_imsi(range)
-    if digits then tree:add(f.imsi, range, digits) end
-    return err
-  elseif kind == "ue_config" then
-    if UE_CONFIG_RELEASE_OCTET then tree:add(f.release, range(0, 1)) end
-    local last = range(range:len() - 1, 1)
-    local bits = last:uint()
-    local item = tree:add(f.key_agreements, last, bit32.band(bits, ka_mask))
-    for _, agreement in ipairs(KEY_AGREEMENTS) do item:add(f["ka_" .. agreement[1]], last) end
-    tree:add(f.confidentiality, last)
-    local unknown = bit32.band(bits, bit32.bnot(bit32.bor(ka_mask, CONFIDENTIALITY_BIT)))
-    if unknown ~= 0 then tree:add(f.unknown_bits, last, unknown) end
-  elseif kind == "hse_config" then
-    for i, field in ipairs(HSE_CONFIG_FIELDS) do
-      local item = tree:add(f["hse_" .. field], range(i - 1, 1))
-      if field == "flags" then item:add(f.start_confirmation, range(i - 1, 1)) end
-    end
-  elseif kind == "utf8" or (kind == "serving_network" and SERVING_NETWORK_ENCODING == "snn") then
-    local text, err = decode_utf8(range)
-    if text then tree:add(kind == "utf8" and f.eas_id or f.serving_network, range, text) end
-    return err
-  elseif kind == "serving_network" then
-    tree:add(f.serving_network, range, hex(range))
-  elseif kind == "cause" then
-    tree:add(f.cause, range)
-  elseif kind == "command" then
-    tree:add(f.rejected_cmd, range)
-  end
-  return nil  -- octets and SUCI: the value bytes say it all
-end
-
--- One TLV at `offset`, ending at most at `stop`, added under `tree`; its structural problems go to `problems`.
--- Returns the next offset, the tag and the value octets present (a TLV cut before its length: all of it).
-local function dissect_tlv(tvb, tree, offset, stop, problems)
-  local left, head = stop - offset, TAG_BYTES + LENGTH_BYTES
-  if left < head then  -- not even a tag and a length: the rest is shown as the value
-    local tag_range = tvb(offset, math.min(left, TAG_BYTES))
-    local tag = tag_range:uint()
-    local text = string.format("truncated TLV: %d octet(s) left, a tag and length need %d", left, head)
-    local sub = tree:add(f.tlv, tvb(offset, left))
-    sub:set_text(string.format("TLV %s (truncated)", TAGS[tag] or string.format("0x%02x", tag)))
-    sub:add(f.tlv_tag, tag_range, tag)
-    if TAGS[tag] then sub:add(f.tlv_name, TAGS[tag]):set_generated() end
-    sub:add(f.tlv_value, tvb(offset, left))
-    sub:add(f.tlv_problem, tvb(offset, left), text)
-    problems[#problems + 1] = {tvb(offset, left), text}
-    return stop, tag, tvb(offset, left)
-  end
-  local tag = tvb(offset, TAG_BYTES):uint()
-  local length = tvb(offset + TAG_BYTES, LENGTH_BYTES):uint()
-  local name = TAGS[tag]
-  local vlen = math.min(length, left - head)
-  local value = tvb(offset + head, vlen)
-  local sub = tree:add(f.tlv, tvb(offset, head + vlen))
-  sub:set_text(string.format("TLV %s (%d octets)", name or string.format("0x%02x", tag), length))
-  sub:add(f.tlv_tag, tvb(offset, TAG_BYTES))
-  if name then sub:add(f.tlv_name, name):set_generated() end
-  sub:add(f.tlv_length, tvb(offset + TAG_BYTES, LENGTH_BYTES))
-  sub:add(f.tlv_value, value)
-  local text
-  if vlen < length then
-    text = string.format("truncated TLV %s: length says %d, %d octet(s) present",
-                         name or string.format("0x%x", tag), length, vlen)
-  elseif name == nil then
-    text = string.format("unknown tag 0x%02x", tag)
-  else
-    text = size_problem(name, vlen)
-  end
-  if text then
-    problems[#problems + 1] = {tvb(offset, head + vlen), text}
-  else
-    text = decode_value(sub, name, value)  -- a value that does not decode is the TLV's problem only
-  end
-  if text then sub:add(f.tlv_problem, value, text) end
-  return offset + head + vlen, tag, value
-end
-
--- The counter scheme a Session Start announces: from the first hse_config TLV (by tag, however malformed)
--- long enough to hold a counter_scheme the binding knows. Unknown schemes met on the way are problems.
-local function announced_scheme(hse_values, problems)
-  if COUNTER_SCHEME_INDEX == nil then return nil end
-  for _, value in ipairs(hse_values) do
-    if value:len() > COUNTER_SCHEME_INDEX then
-      local range = value(COUNTER_SCHEME_INDEX, 1)
-      local scheme = range:uint()
-      if scheme < N_SCHEMES then return scheme end
-      problems[#problems + 1] = {range, string.format(
-        "HSE configuration announces counter scheme %d, unknown to the binding", scheme)}
-    end
-  end
-  return nil
-end
-
-function emsdp.dissector(tvb, pinfo, tree)
-  local len = tvb:len()
-  local scheme = scheme_of(pinfo)
-  pinfo.cols.protocol = "EMSDP"
-  local root = tree:add(emsdp, tvb())
-  root:add(f.scheme, scheme):set_generated()
-  local problems = {}  -- {range, text}, in the order the Python codec lists them
-  local function finish(info)
-    if #problems > 0 then info = info .. " [" .. problems[1][2] .. "]" end
-    pinfo.cols.info = info
-    for _, p in ipairs(problems) do
-      root:add(f.problem, p[1], p[2]):add_proto_expert_info(malformed, p[2])
-    end
-    return len
-  end
-
-  local plane = plane_of(tvb)
-  if plane == nil or len < HEADER_BYTES[plane][scheme] + (plane == "cp" and 1 or 0) then
-    local need = HEADER_BYTES[plane or "cp"][scheme] + (plane ~= "up" and 1 or 0)
-    root:append_text(" (truncated)")
-    problems[#problems + 1] = {tvb(), string.format("truncated message: %d octet(s), the %s header needs %d",
-                                                    len, plane or "CP", need)}
-    return finish("EMSDP (truncated)")
-  end
-  root:add(f.plane, plane):set_generated()
-  root:append_text(string.format(", %s, counter scheme %d", string.upper(plane), scheme))
-
-  -- Header: bit fields in transmission order; Key ID decides whether a MAC trails the message.
-  local hb = HEADER_BYTES[plane][scheme]
-  local header, values = tvb(0, hb), {}
-  for _, h in ipairs(HEADER[plane][scheme]) do
-    local first = math.floor(h.offset / 8)
-    local span = math.floor((h.offset + h.bits - 1) / 8) - first + 1
-    values[h.name] = header:bitfield(h.offset, h.bits)  -- a UInt64 above 32 bits, else a number
-    local value = values[h.name]
-    if wide[h.name] and type(value) == "number" then value = UInt64.new(value) end  -- 64-bit fields want UInt64
-    root:add(f["h_" .. h.name], tvb(first, span), value)
-  end
-  local mac = mac_present(values.key_id or 0) and MAC_BYTES or 0
-  local fixed = hb + (plane == "cp" and 1 or 0)
-  if len < fixed + mac then
-    problems[#problems + 1] = {tvb(), string.format("truncated message: %d octet(s), header%s%s need %d", len,
-      plane == "cp" and " and command" or "", mac > 0 and " and MAC" or "", fixed + mac)}
-  end
-  local body = math.max(0, len - fixed - mac)
-
-  local info
-  if plane == "cp" then
-    local code = tvb(hb, 1):uint()
-    root:add(f.cmd, tvb(hb, 1))
-    local name = COMMANDS[code]
-    if name then
-      root:add(f.cmd_name, tvb(hb, 1), name):set_generated()
-    else
-      problems[#problems + 1] = {tvb(hb, 1), string.format("unknown command 0x%02x", code)}
-    end
-    info = name or string.format("command 0x%02x", code)
-    local offset, hse_values = fixed, {}
-    while offset < fixed + body do
-      local tag, value
-      offset, tag, value = dissect_tlv(tvb, root, offset, fixed + body, problems)
-      if tag == HSE_CONFIG_TAG then hse_values[#hse_values + 1] = value end
-    end
-    if code == SESSION_START then
-      local announced = announced_scheme(hse_values, problems)
-      if announced ~= nil and not pinfo.visited then flow_scheme[flow_key(pinfo)] = announced end
-    end
-  else
-    root:add(f.data, tvb(fixed, body))
-    info = string.format("user data (%d octets)", body)
-  end
-  if mac > 0 then root:add(f.mac, tvb(fixed + body, math.min(mac, len - fixed - body))) end
-  info = string.format("%s %s sid=%s ctr=%s", string.upper(plane), info, tostring(values.session_id or "-"),
-                       tostring(values.counter or "-"))
-  return finish(info)
-end
-
-DissectorTable.get("udp.port"):add(UDP_PORT, emsdp)
-"""

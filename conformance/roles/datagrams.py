@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from conformance.crypto.aka import AutnCheck, AutnOutcome
 from conformance.emsdp.layers import EmsdpPacket
@@ -36,7 +36,8 @@ from conformance.roles.errors import LateReply
 from conformance.roles.udp import UdpLink
 
 if TYPE_CHECKING:
-    from conformance.roles.ue import Ue, UeSession
+    from conformance.emsdp.codec import Codec
+    from conformance.emsdp.layout import Layout
 
 # What the notes call the datagrams the UE set aside, and what it did about a duplicated Session Request.
 DUPLICATE, STALE, LATE, FOLLOWED, SUPERSEDED = "duplicate", "stale", "late", "followed", "superseded"
@@ -58,6 +59,34 @@ _DUPLICATING: dict[tuple[str, int], int] = {}
 # with delay D, a new Session Request waits until D after it: a late copy of an older request (of the case before,
 # or the throwaway UE that reads the SQN) must not reach the HSE after the new session opened, and supersede it.
 _LAST_REQUEST: dict[tuple[str, int], int] = {}
+
+
+class SessionView(Protocol):
+    """What the hygiene rules need of the UE's session (the UE role's `UeSession`): its id and counter
+    scheme, and when the Session Start it comes from arrived (set when the UE follows a newer answer)."""
+
+    id: int
+    scheme: int
+    opened: int
+
+
+SessionT = TypeVar("SessionT", bound=SessionView)
+
+
+class UeView(Protocol[SessionT]):
+    """What `Datagrams` needs of the UE it serves (the UE role's `Ue`): its codec, layout and reply
+    timeout, its session, and what it can tell of (or do with) a Session Start."""
+
+    codec: Codec
+    layout: Layout
+    timeout: float
+    session: SessionT | None
+
+    def checksum_covers(self, packet: EmsdpPacket, request: bytes) -> bool | None: ...
+
+    def sqn_of(self, packet: EmsdpPacket) -> int | None: ...
+
+    def accept_session_start(self, packet: EmsdpPacket) -> AutnCheck: ...
 
 
 def late_grace(window: float) -> float:
@@ -102,13 +131,13 @@ class _Request:
     others: list[int] = field(default_factory=list)  # session ids of second answers
 
 
-class Datagrams:
-    """The UE's datagrams through its UDP link, with hygiene. It asks its UE for the session (the counter scheme
-    to decode with), for what a Session Start carries (which request its checksum covers, its SQN), and to accept
-    the newer answer to a duplicated Session Request; the UE tells it when the USIM ran, a session opened, a
-    session is about to be used and an AUTS left."""
+class Datagrams(Generic[SessionT]):
+    """The UE's datagrams through its UDP link, with hygiene. It asks its UE (`UeView`) for the session (the
+    counter scheme to decode with), for what a Session Start carries (which request its checksum covers, its SQN),
+    and to accept the newer answer to a duplicated Session Request; the UE tells it when the USIM ran, a session
+    opened, a session is about to be used and an AUTS left."""
 
-    def __init__(self, ue: Ue, link: UdpLink):
+    def __init__(self, ue: UeView[SessionT], link: UdpLink):
         self.ue = ue
         self.link = link
         self.hse = link.peer
@@ -133,7 +162,7 @@ class Datagrams:
         self._silence: tuple[int, str] | None = None  # (end, what) of the last silence window, until the next send
         self._duplicates_seen = False
         self.second_answers: list[tuple[int, int]] = []  # (arrival, session id) of second answers to a request
-        self.superseded: dict[int, UeSession] = {}  # sessions the UE left for the HSE's answer to a duplicate
+        self.superseded: dict[int, SessionT] = {}  # sessions the UE left for the HSE's answer to a duplicate
         self._names = layout.command_names()
         self._codes = layout.commands
         self._session_start = self._codes["session_start"]

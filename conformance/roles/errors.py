@@ -7,8 +7,9 @@ network, never charged to the SUT: the engine makes the step inconclusive.
 from __future__ import annotations
 
 
-class ProtocolError(AssertionError):
-    """The HSE answered something the UE cannot accept; the message says what."""
+class ProtocolError(Exception):
+    """The HSE answered something the UE cannot accept; the message says what. The SUT's error, not a failed
+    assertion of the harness: hence not an AssertionError."""
 
 
 class NoReply(ProtocolError):

@@ -132,7 +132,7 @@ class Ue:
         self.sock: Any = link.sock
         self.session: UeSession | None = None
         self.last_request = b""
-        self.datagrams = Datagrams(self, link)
+        self.datagrams: Datagrams[UeSession] = Datagrams(self, link)
 
     def close(self) -> None:
         self.sock.close()
