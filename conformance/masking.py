@@ -38,7 +38,7 @@ def mask_text(value: bytes) -> str:
 
 def secret_name(name: Any) -> bool:
     """A field name that holds a key: k, opc, ck, kint_eas_psk, e2m_key, old_key, next_keys, private_key, ...
-    (the last segment of a dotted name counts: `eas.keys`). Key ids, public keys and digests are not."""
+    (the last segment of a dotted name counts: `key_client.keys`). Key ids, public keys and digests are not."""
     if not isinstance(name, str):
         return False
     last = name.lower().rsplit(".", 1)[-1]

@@ -20,8 +20,8 @@ from conformance.keyserver.certs import (
 )
 from conformance.masking import leaves, profile_secrets, provisioned_secrets
 from conformance.profile import LoadedProfile
-from conformance.roles.eas import Eas, ReceiverTls
 from conformance.roles.emks import Exchange, client_exchange, route_patterns
+from conformance.roles.key_client import KeyClient, ReceiverTls
 from conformance.roles.ue import Credentials, Ue, annotate_trace
 
 __all__ = ["Context", "NotApplicable", "NotRun"]
@@ -40,7 +40,7 @@ class Context:
         self.pcap = pcap
         self.certs = certs  # the SUT's CA and client certificates, when the harness made them (embedded SUT)
         self.ues: dict[str, Ue] = {}
-        self.eases: dict[str, Eas] = {}
+        self.key_clients: dict[str, KeyClient] = {}
         self.last: dict[str, EmsdpPacket | None] = {}  # the last message each UE received
         self.saved: dict[str, Any] = {}
         self.started = time.time()
@@ -60,8 +60,8 @@ class Context:
                 book.update(leaves(ue.session.keys))
         book.add_named(self.saved)
         identities = {self.profile.pixit.emse_id, self.profile.pixit.eas_id}
-        identities |= {str(k).split("/")[0] for k in self.eases}
-        identities |= {k.removeprefix("eas.session.") for k in self.saved if k.startswith("eas.session.")}
+        identities |= {str(k).split("/")[0] for k in self.key_clients}
+        identities |= {k.removeprefix("key_client.session.") for k in self.saved if k.startswith("key_client.session.")}
         book.update(provisioned_secrets(self.profile, frozenset(i for i in identities if i)))
         return book.values
 
@@ -99,14 +99,14 @@ class Context:
         EMKS, else the EAS (pixit.eas_id)."""
         return self.profile.pixit.emse_id if self.profile.sut.kind == "emks" else self.profile.pixit.eas_id
 
-    def eas(self, identity: str | None = None, *, certificate: str = "own") -> Eas:
+    def key_client(self, identity: str | None = None, *, certificate: str = "own") -> KeyClient:
         """A key-server client (EAS towards an HSE, EMSE towards an EMKS). identity: default `client_id`.
         certificate: own (its identity's), none, foreign (another CA), or the name of another identity whose
         certificate the SUT trusts (see `client_material`)."""
         identity = identity or self.client_id
         key = f"{identity}/{certificate}"
-        if key in self.eases:
-            return self.eases[key]
+        if key in self.key_clients:
+            return self.key_clients[key]
         url = self.profile.endpoints.key_server
         if not url:
             raise NotRun("the profile names no key-server endpoint (endpoints.key_server)")
@@ -117,7 +117,7 @@ class Context:
         def record(response: Any) -> None:
             self.client_exchanges.append(client_exchange(response, routes, shown))
 
-        self.eases[key] = Eas(
+        self.key_clients[key] = KeyClient(
             url,
             self.binding,
             ca=ca,
@@ -127,7 +127,7 @@ class Context:
             on_exchange=record,
             timeout=max(self.timeout, KEY_SERVER_TIMEOUT),
         )
-        return self.eases[key]
+        return self.key_clients[key]
 
     def client_material(self, identity: str, certificate: str = "own") -> tuple[Path, Path | None, Path | None]:
         """(CA to trust, client certificate, key) for a key-server client. certificate: own (the identity's),
@@ -206,6 +206,6 @@ class Context:
             self.keylog_path.write_text("".join(line + "\n" for line in self.key_log), encoding="ascii")
         for ue in self.ues.values():
             ue.close()
-        for eas in self.eases.values():
-            eas.close()
+        for client in self.key_clients.values():
+            client.close()
         self.tap.close()

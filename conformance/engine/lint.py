@@ -70,7 +70,7 @@ def lint_cases(
                 reacts = True
             if step.verb == "dtls" and (value == "offer_dtls_1_0" or options.get("expect") == "refused"):
                 reacts = True
-            if step.verb == "eas":
+            if step.verb == "key_client":
                 key = options.get("key")
                 if options.get("status") not in (None, "registered") or (isinstance(key, dict) and "expect" in key):
                     reacts = True

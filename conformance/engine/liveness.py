@@ -36,7 +36,7 @@ def evidence(step: Step) -> Evidence | None:
         return Evidence(PROOF, EMSDP)
     if step.verb == "expect":
         return Evidence(ABSENCE if value == "silence" else PROOF, EMSDP)
-    if step.verb == "eas":
+    if step.verb == "key_client":
         refused = value == "old_tls" or options.get("status") == "refused"
         return Evidence(ABSENCE if refused else PROOF, KEY_SERVER)
     if step.verb == "dtls":

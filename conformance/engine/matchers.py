@@ -1,18 +1,16 @@
-"""Matchers: checks on a received message (the `check:` of an `expect` step) and on keys. Each raises
-CheckFailed with what was expected and what was observed."""
+"""Matchers: checks on a received message (the `check:` of an `expect` step). Each raises CheckFailed with
+what was expected and what was observed."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from conformance.crypto.aka import AutnOutcome
-from conformance.crypto.keys import key_identifier
-from conformance.emsdp.values import decode_hse_config
+from conformance.emsdp.values import decode_hse_config, tlv_values
 from conformance.engine.results import CheckFailed, Inconclusive
 from conformance.engine.schema import STRING, TRUE, Schema, binding_names, mapping, names, one_or_list
-from conformance.roles.ue import ProtocolError, tlv_values
+from conformance.roles.errors import ProtocolError
 
 MATCHERS: dict[str, Callable[..., None]] = {}
 MATCHER_SCHEMAS: dict[str, Schema] = {}  # name -> JSON Schema of the matcher's argument (engine.schema)
@@ -266,171 +264,3 @@ def from_port(ctx: Any, ue: Any, packet: Any, expected: str, name: str) -> None:
         raise CheckFailed("the reply's source", f"{ue.hse[0]}:{ue.hse[1]}", "absent")
     if (observed[0], observed[1]) != tuple(ue.hse):
         raise CheckFailed("the reply's source", f"{ue.hse[0]}:{ue.hse[1]}", f"{observed[0]}:{observed[1]}")
-
-
-def key_id_for(ctx: Any, rand: bytes, keys: dict[str, bytes]) -> bytes:
-    """The key identifier of the keys of one AKA run, by the binding's scheme (seed 002 6.x.2.1)."""
-    binding = ctx.binding
-    return key_identifier(
-        binding["keys.key_identifier.scheme"],
-        binding["keys.key_identifier.bits"],
-        rand=rand,
-        key=keys.get(binding["keys.key_identifier.hash_of"]),
-        hash_name=binding["keys.key_identifier.hash"],
-    )
-
-
-def session_key_id(ctx: Any, session: Any) -> bytes:
-    """The key identifier of a UE session's keys."""
-    return key_id_for(ctx, session.rand, session.keys)
-
-
-def provisioned_key(ctx: Any, spec: dict[str, Any], emse_id: str) -> tuple[str, bytes, bytes | None]:
-    """(UE id, key id, e2m_key or None) of one AKA run the EMKS was provisioned with (`provisioned_run`).
-    `expect: unknown` wants a run older than the `rest.past_keys_kept` newest ones (key None); a run outside
-    the window the case needs is not applicable. `key_id: flipped | <hex>` asks under another key id (key None)."""
-    from conformance.engine.results import NotRun
-
-    ue_id, key_id, key, kept = provisioned_run(ctx, int(spec["provisioned"]), emse_id)
-    unknown = spec.get("expect") == "unknown"
-    if kept == unknown:
-        raise NotRun(
-            f"AKA run {spec['provisioned']} of {len(ctx.profile.pixit.subscribers[0].rands)} is "
-            f"{'within' if kept else 'beyond'} the {ctx.binding['rest.past_keys_kept']} kept (rest.past_keys_kept)"
-        )
-    expected: bytes | None = None if unknown else key
-    other = spec.get("key_id")
-    if other == "flipped":
-        key_id, expected = bytes(b ^ 0xFF for b in key_id), None
-    elif other is not None:
-        key_id, expected = bytes.fromhex(str(other)), None
-    return ue_id, key_id, expected
-
-
-def provisioned_run(ctx: Any, index: int, emse_id: str) -> tuple[str, bytes, bytes, bool]:
-    """(UE id, key id, e2m_key, kept by the EMKS) of one AKA run of the first PIXIT subscriber: `index` into
-    its `rands` (oldest first, negative from the end, -1 the newest). The harness derives the key itself
-    (seed 002 6.x.2.1): MILENAGE f3/f4 on K/OPc give CK and IK for that RAND, e2m_int_key = KDF(CK||IK,
-    string), e2m_key = KDF(e2m_int_key, EMSE_Id); the key id by the binding's scheme. Kept: within the
-    `rest.past_keys_kept` newest runs."""
-    from conformance.engine.results import NotRun
-
-    subscriber = ctx.profile.pixit.subscribers[0]
-    rands = subscriber.rands
-    if not -len(rands) <= index < len(rands):
-        raise NotRun(f"the case needs provisioned AKA run {index}; pixit.subscribers[0].rands has {len(rands)}")
-    position = index % len(rands)
-    keys = e2m_keys(ctx, rands[position], emse_id)
-    kept = position >= len(rands) - ctx.binding["rest.past_keys_kept"]
-    return subscriber.imsi, keys["key_id"], keys["e2m_key"], kept
-
-
-def provisioned_new(ctx: Any, emse_id: str) -> tuple[str, bytes, bytes]:
-    """(UE id, key id, e2m_key for this EMSE) of the AKA run the provision trigger made in this case."""
-    rand = ctx.saved.get("provisioned.rand")
-    if rand is None:
-        raise Inconclusive("no AKA run was provisioned in this case (trigger: provision)")
-    keys = e2m_keys(ctx, rand, emse_id)
-    return ctx.profile.pixit.subscribers[0].imsi, keys["key_id"], keys["e2m_key"]
-
-
-def e2m_keys(ctx: Any, rand: bytes, emse_id: str) -> dict[str, bytes]:
-    """key_id, e2m_int_key and e2m_key of the first PIXIT subscriber's AKA run with this RAND, for one EMSE."""
-    from conformance.crypto.keys import KeyHierarchy
-    from conformance.crypto.milenage import Milenage, compute_opc
-
-    subscriber = ctx.profile.pixit.subscribers[0]
-    _res, ck, ik, _ak = Milenage(subscriber.k, subscriber.opc or compute_opc(subscriber.k, subscriber.op)).f2345(rand)
-    hierarchy = KeyHierarchy.from_binding(ctx.binding)
-    agreement = "umts" if "umts" in hierarchy.root_by_key_agreement else next(iter(hierarchy.root_by_key_agreement))
-    derived, skipped = hierarchy.derive_all(ck=ck, ik=ik, key_agreement=agreement, inputs={"emse_id": emse_id.encode()})
-    if "e2m_key" not in derived:
-        raise Inconclusive(f"the harness cannot derive e2m_key from this binding: {skipped.get('e2m_key')}")
-    values = {name: d.value for name, d in derived.items()}
-    return {"key_id": key_id_for(ctx, rand, values), "e2m_int_key": values["e2m_int_key"], "e2m_key": values["e2m_key"]}
-
-
-def key_check(
-    ctx: Any,
-    role: Any,
-    options: dict[str, Any],
-    *,
-    deleted: bool = False,
-    session_id: str | None = None,
-    identity: str | None = None,
-) -> None:
-    """Fetch a UE key as the key-server client and compare it with the harness's own. key: session | next |
-    old | bogus (what the UE of the case derived, towards an HSE), or {provisioned: N, expect, key_id} (an
-    EMKS's provisioned AKA run, see `provisioned_key`). with: ue_id (ask for another UE), status (the
-    rest.status list the answer must be in, asked once: a negative case), distinct (the key differs from the
-    one another identity fetched for the same key id: key separation between EMSEs)."""
-    which = options.get("key", "session")
-    status = options.get("status")
-    identity = identity or ctx.client_id
-    session_id = session_id or ctx.saved.get("eas.session")
-    if session_id is None:
-        raise Inconclusive("the EAS is not registered")
-    if isinstance(which, dict):
-        ue_id, key_id, expected = provisioned_key(ctx, which, identity)
-    elif which == "provisioned_new":
-        ue_id, key_id, expected = provisioned_new(ctx, identity)
-    else:
-        ue = ctx.ue()
-        if ue.session is None:
-            raise Inconclusive("no UE session to compare keys with")
-        ue_id = ue.credentials.imsi
-        if which == "next":
-            key_id, expected = ctx.saved.get("next_key_id"), ctx.saved.get("next_keys", {}).get("kint_eas_psk")
-            if key_id is None:
-                raise Inconclusive("no Manage Keys run completed")
-        elif which == "old":
-            key_id, expected = ctx.saved.get("old_key_id"), ctx.saved.get("old_key")
-        else:
-            key_id, expected = session_key_id(ctx, ue.session), ue.session.keys["kint_eas_psk"]
-        if which == "bogus":
-            key_id, expected = bytes(b ^ 0xFF for b in key_id), None
-    if "ue_id" in options:
-        ue_id, expected = str(options["ue_id"]), None
-    if status is None and (deleted or expected is None):
-        status = "unknown_registration" if deleted else "unknown_key"
-    path = role.client.path("ue_key", session_id=session_id, ue_id=ue_id, key_id=key_id.hex())
-    response = role.client.request("GET", path)
-    if status is not None:  # a key that should not be given out is asked for once
-        allowed = ctx.binding[f"rest.status.{status}"]
-        if response.status_code not in allowed:
-            raise CheckFailed(f"the key request answered {status}", allowed, f"HTTP {response.status_code}")
-        return
-    # Nothing in BEST acknowledges the UE's last message, so a key may appear a moment after the UE is done:
-    # the SUT gets the PIXIT's reply timeout for it.
-    deadline = time.monotonic() + ctx.timeout
-    while response.status_code in ctx.binding["rest.status.unknown_key"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-        response = role.client.request("GET", path)
-    if response.status_code not in ctx.binding["rest.status.key_delivered"]:
-        raise CheckFailed(
-            "the key delivered",
-            ctx.binding["rest.status.key_delivered"],
-            f"HTTP {response.status_code}: {response.text[:200]}",
-        )
-    doc = role.client.xml.parse_ue_key(response.content)
-    if (doc.ue_id, doc.key_id) != (ue_id, key_id):
-        raise CheckFailed(
-            "the key answer names the UE and key id asked for", (ue_id, key_id.hex()), (doc.ue_id, doc.key_id.hex())
-        )
-    if doc.key != expected:
-        source = (
-            "e2m_key the harness derived (seed 002 6.x.2.1)"
-            if isinstance(which, dict)
-            else ("KInt_EAS_PSK the UE derived (TS 33.163 Annex B)")
-        )
-        raise CheckFailed(f"the client gets the {source}", expected.hex(), doc.key.hex())
-    fetched = ctx.saved.setdefault("eas.keys", {})
-    if options.get("distinct"):
-        others = {who: key for (who, kid), key in fetched.items() if kid == key_id and who != identity}
-        if not others:
-            raise Inconclusive("no other identity fetched a key for this key id to compare with")
-        same = sorted(who for who, key in others.items() if key == doc.key)
-        if same:
-            raise CheckFailed("a key of its own for each client (key separation)", "different keys", {"same as": same})
-    fetched[(identity, key_id)] = doc.key
-    ctx.saved["old_key_id"], ctx.saved["old_key"] = key_id, expected

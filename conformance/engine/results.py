@@ -121,6 +121,8 @@ class RunResults:
 
 
 def load_results(path: Path) -> RunResults:
+    """Every line of a results file that is a case result; every other line (a torn last line after a crash, or
+    damage anywhere) is named in `unreadable`, so that a report can say what it could not read."""
     results, unreadable = [], []
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not line.strip():

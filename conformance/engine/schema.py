@@ -17,7 +17,7 @@ Two keywords of our own read the binding, so that a name the binding defines is 
 message, cause); `description` says in words what a schema takes, shown when a value fits none of its forms.
 
 To add an option to a verb: add it to the `options(...)` of the verb's schema (in engine/verbs.py or
-engine/emse_verbs.py, right above the verb), and, if only some of the verb's values take it, a rule
+engine/verbs/, right above the verb), and, if only some of the verb's values take it, a rule
 (`only_with`, `needs`, `when`) in the schema's `rules`.
 """
 

@@ -1,4 +1,5 @@
-"""The EAS role: a key client over mutual TLS that registers with the HSE and fetches or receives UE keys."""
+"""A key-server client over mutual TLS (the EAS towards an HSE, the EMSE towards an EMKS): registers, fetches
+or receives UE keys."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ class ReceiverTls:
     port: int = 0
 
 
-class Eas:
-    """One EAS identity with its certificate; `push_receiver()` starts an HTTPS endpoint for pushed keys."""
+class KeyClient:
+    """One client identity with its certificate; `push_receiver()` starts an HTTPS endpoint for pushed keys."""
 
     def __init__(
         self,

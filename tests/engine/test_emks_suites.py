@@ -77,16 +77,16 @@ def test_lint_knows_the_eas_actions_and_options(tmp_path):
     suite = tmp_path / "bad.yaml"
     suite.write_text(
         "- id: X-1\n  title: t\n  refs: ['seed 002 6.x.2.1']\n  level: shall\n  applies: {sut: emks}\n"
-        "  steps:\n    - eas: fetch_keys\n    - eas: post_raw\n      with: {body: huge, colour: red}\n"
-        "    - eas: fetch_key\n      with: {key: {provisioned: 0, expect: found}}\n",
+        "  steps:\n    - key_client: fetch_keys\n    - key_client: post_raw\n      with: {body: huge, colour: red}\n"
+        "    - key_client: fetch_key\n      with: {key: {provisioned: 0, expect: found}}\n",
         encoding="utf-8",
     )
     _, report = load_suite([suite])
     text = "\n".join(report.errors)
-    assert "eas: unknown action 'fetch_keys'; did you mean 'fetch_key'?" in text
-    assert "eas: unknown option 'colour'" in text
-    assert "eas: option body: unknown post_raw body 'huge'" in text
-    assert "eas: option key.expect: must be 'unknown', got 'found'" in text
+    assert "key_client: unknown action 'fetch_keys'; did you mean 'fetch_key'?" in text
+    assert "key_client: unknown option 'colour'" in text
+    assert "key_client: option body: unknown post_raw body 'huge'" in text
+    assert "key_client: option key.expect: must be 'unknown', got 'found'" in text
 
 
 # ---- the conformant reference passes ------------------------------------------------------------------

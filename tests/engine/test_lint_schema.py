@@ -84,16 +84,16 @@ def lint(tmp_path, steps: str, binding=None) -> tuple[str, list[str]]:
             "expect: within: must be a duration such as 300ms, 2s or 2 (seconds), got 'soon'",
         ),
         (  # a key-server status: a name of the binding's rest.status
-            "    - eas: register\n      with: {status: forbiden}\n",
-            "eas: option status: unknown status 'forbiden'; did you mean 'forbidden'? known: ",
+            "    - key_client: register\n      with: {status: forbiden}\n",
+            "key_client: option status: unknown status 'forbiden'; did you mean 'forbidden'? known: ",
         ),
         (  # an exchange check takes only `true`
             "    - emks: registration\n      check: {created: false}\n",
             "emks: matcher created: must be true, got false",
         ),
         (
-            "    - eas: fetch_key\n      with: {key: {provisioned: -1, expct: unknown}}\n",
-            "eas: option key: unknown field 'expct'; did you mean 'expect'? known: provisioned, expect, key_id",
+            "    - key_client: fetch_key\n      with: {key: {provisioned: -1, expct: unknown}}\n",
+            "key_client: option key: unknown field 'expct'; did you mean 'expect'? known: provisioned, expect, key_id",
         ),
         (
             "    - probe: sesion\n",

@@ -139,7 +139,7 @@ def test_an_absence_no_step_proves_is_inconclusive(reference, tmp_path):
 def test_the_linter_wants_a_proof_of_life_on_the_same_interface(tmp_path):
     _, path = one_case(
         tmp_path,
-        FORGED_THEN_GENUINE.split("%s")[0] + "    - eas: register\n",  # the key server answering proves no UDP
+        FORGED_THEN_GENUINE.split("%s")[0] + "    - key_client: register\n",  # the key server answering proves no UDP
     )
     _, report = load_suite([path])
     assert any(

@@ -119,7 +119,7 @@ def test_scrub_finds_a_secret_as_hex_bytes_and_repr_and_under_key_names():
         ("opc", True),
         ("kint_eas_psk", True),
         ("e2m_key", True),
-        ("eas.keys", True),
+        ("key_client.keys", True),
         ("private_key", True),
         ("key_id", False),
         ("next_key_id", False),

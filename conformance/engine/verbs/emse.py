@@ -13,10 +13,10 @@ from typing import Any
 
 from conformance.capture.tap import TappedUdpSocket
 from conformance.engine.context import Context, NotRun
-from conformance.engine.matchers import e2m_keys, provisioned_run
+from conformance.engine.expected_keys import e2m_keys, provisioned_run
 from conformance.engine.results import CheckFailed, Inconclusive, NoAnswer, SutAbsent
 from conformance.engine.schema import STRING, TRUE, Schema, checks, names, not_here, only_with, options, step, when
-from conformance.engine.verbs import verb
+from conformance.engine.verbs.registry import verb
 from conformance.keyserver.client import minimum_tls_version
 from conformance.keyserver.xml import KeyServerXml, KeyServerXmlError
 from conformance.roles.emks import Exchange, HarnessEmks
