@@ -107,12 +107,7 @@ def write_compliance(
         "suite": {"version": _files_digest(files), "cases": len(cases)},
         "ledger": ledger_record,
         "sut": {k: getattr(profile.sut, k) for k in ("kind", "vendor", "product", "version")},
-        "profile": {
-            "file": str(profile_file or getattr(profile, "path", None) or "") or None,
-            "pics_sha256": digest(profile.pics.model_dump(mode="json")),
-            "pixit_sha256": digest(profile.pixit.model_dump(mode="json")),
-            "endpoints": sut_endpoints(profile),
-        },
+        "profile": _profile_record(profile, profile_file),
         "pics": profile.pics.model_dump(mode="json"),
         "binding": [
             {"key": p.key, "value": p.value, "basis": p.basis, "source": p.source} for p in profile.binding.parameters()
@@ -135,6 +130,16 @@ def write_compliance(
     out = run_dir / COMPLIANCE
     out.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
+
+
+def _profile_record(profile: Any, profile_file: str | Path | None) -> dict[str, Any]:
+    """Which profile the run used: its file, digests of its PICS and PIXIT, and the SUT's endpoints."""
+    return {
+        "file": str(profile_file or getattr(profile, "path", None) or "") or None,
+        "pics_sha256": digest(profile.pics.model_dump(mode="json")),
+        "pixit_sha256": digest(profile.pixit.model_dump(mode="json")),
+        "endpoints": sut_endpoints(profile),
+    }
 
 
 def sut_endpoints(profile: Any) -> dict[str, str]:

@@ -284,7 +284,7 @@ def dtls(ctx: Context, args: dict[str, Any]) -> None:
     default dtls.ciphers), cipher (the suite the session must use), old (the run must be older than the EMKS
     keeps), expect (established | refused | any), data (application data sent after the handshake).
     offer_dtls_1_0: a ClientHello offering only DTLS 1.0, which must be refused (TS 33.210 6.2)."""
-    from conformance.dtls.psk import DtlsPskClient, psk_identity
+    from conformance.dtls.psk import DtlsPskClient
 
     options = dict(args.get("with") or {})
     if args["_value"] == "offer_dtls_1_0":
@@ -292,6 +292,30 @@ def dtls(ctx: Context, args: dict[str, Any]) -> None:
         return
     if args["_value"] != "handshake":
         raise Inconclusive(f"unknown dtls action {args['_value']!r}; known: {', '.join(DTLS_ACTIONS)}")
+    identity, psk = _psk_and_identity(ctx, options)
+    ciphers = list(options.get("ciphers") or ctx.binding["dtls.ciphers"])
+    sock = TappedUdpSocket(ctx.tap)
+    try:
+        client = DtlsPskClient(
+            sock, ctx.profile.emse_endpoint, identity, psk, ciphers=ciphers, timeout=ctx.timeout + 1.0
+        )
+        try:
+            session = client.handshake()
+        except ConnectionRefusedError:  # ICMP port unreachable
+            host, port = ctx.profile.emse_endpoint[:2]
+            raise SutAbsent(f"nothing answers at {host}:{port} (ICMP port unreachable)") from None
+        if session.key_log:
+            ctx.key_log.append(session.key_log)
+        if _judged_established(session, options) and options.get("data"):
+            client.send(str(options["data"]).encode())
+    finally:
+        sock.close()
+
+
+def _psk_and_identity(ctx: Context, options: dict[str, Any]) -> tuple[str, bytes]:
+    """The PSK identity and the PSK a handshake offers: a provisioned run's, or the forms a case asks for."""
+    from conformance.dtls.psk import psk_identity
+
     emse_id = ctx.profile.pixit.emse_id
     ue_id, key_id, key, kept = provisioned_run(ctx, int(options.get("key", -1)), emse_id)
     if options.get("old") and kept:
@@ -312,35 +336,24 @@ def dtls(ctx: Context, args: dict[str, Any]) -> None:
     if options.get("identity") == "malformed":
         identity = ue_id
     ctx.saved["dtls.identity"] = (ue_id, key_id)
-    ciphers = list(options.get("ciphers") or ctx.binding["dtls.ciphers"])
-    sock = TappedUdpSocket(ctx.tap)
-    try:
-        client = DtlsPskClient(
-            sock, ctx.profile.emse_endpoint, identity, psk, ciphers=ciphers, timeout=ctx.timeout + 1.0
-        )
-        try:
-            session = client.handshake()
-        except ConnectionRefusedError:  # ICMP port unreachable
-            host, port = ctx.profile.emse_endpoint[:2]
-            raise SutAbsent(f"nothing answers at {host}:{port} (ICMP port unreachable)") from None
-        if session.key_log:
-            ctx.key_log.append(session.key_log)
-        expect = options.get("expect", "established")
-        if expect == "any":
-            return
-        if expect == "refused":
-            if session.established:
-                raise CheckFailed("the handshake refused", "no session (an alert or silence)", session.cipher)
-            return
-        if not session.established:
-            failed = NoAnswer if session.timed_out else CheckFailed
-            raise failed("a DTLS-PSK session keyed with e2m_key", "the handshake completes", session.failure)
-        if options.get("cipher") and session.cipher != options["cipher"]:
-            raise CheckFailed("the cipher suite", options["cipher"], session.cipher)
-        if options.get("data"):
-            client.send(str(options["data"]).encode())
-    finally:
-        sock.close()
+    return identity, psk
+
+
+def _judged_established(session: Any, options: dict[str, Any]) -> bool:
+    """Judge the handshake against `expect`; True when the session is established as the case wants it."""
+    expect = options.get("expect", "established")
+    if expect == "any":
+        return False
+    if expect == "refused":
+        if session.established:
+            raise CheckFailed("the handshake refused", "no session (an alert or silence)", session.cipher)
+        return False
+    if not session.established:
+        failed = NoAnswer if session.timed_out else CheckFailed
+        raise failed("a DTLS-PSK session keyed with e2m_key", "the handshake completes", session.failure)
+    if options.get("cipher") and session.cipher != options["cipher"]:
+        raise CheckFailed("the cipher suite", options["cipher"], session.cipher)
+    return True
 
 
 def _offer_dtls_1_0(ctx: Context) -> None:
