@@ -10,9 +10,6 @@ import click
 
 from conformance import __version__
 from conformance.binding import Binding, BindingError, load_binding
-from conformance.crypto.aka import generate_vector
-from conformance.crypto.keys import DerivedKey, KeyHierarchy, key_identifier
-from conformance.crypto.milenage import Milenage
 from conformance.exit_codes import EXIT_FAIL, EXIT_HARNESS, EXIT_USAGE
 
 
@@ -103,146 +100,33 @@ def keys(
 
     Keys whose derivation rests on an assumed or overridden binding value are marked as binding-dependent.
     """
+    from conformance.report.key_table import UnknownKeyAgreement, derive_key_table, render
+
     if (op is None) == (opc is None):
         raise click.UsageError("give exactly one of --op and --opc")
-    binding = _binding(binding_files)
-    roots = binding.section("keys.root_by_key_agreement")
-    agreement = key_agreement or ("5g_aka" if snn else "eps" if sn_id else "umts")
-    if agreement not in roots:
-        raise click.BadParameter(
-            f"must be one of {', '.join(roots)}, got {agreement!r}", param_hint="'--key-agreement'"
+    try:
+        key_table = derive_key_table(
+            _binding(binding_files),
+            k=k,
+            op=op,
+            opc=opc,
+            rand=rand,
+            sqn=sqn,
+            amf=amf,
+            sn_id=sn_id,
+            snn=snn,
+            eas_id=eas_id,
+            emse_id=emse_id,
+            third_party_key=third_party_key,
+            naf_key=naf_key,
+            key_agreement=key_agreement,
         )
-
-    milenage = Milenage(k, opc) if opc else Milenage.from_op(k, op)  # type: ignore[arg-type]
-    out = milenage.run(rand, sqn, amf)
-    vector = generate_vector(milenage, rand, sqn, amf)
-    inputs: dict[str, bytes] = {
-        "rand": rand,
-        "sqn_xor_ak": vector.sqn_xor_ak,
-        "enc_alg_id": bytes([binding["protection.algorithm_ids.ciphering"]]),
-        "int_alg_id": bytes([binding["protection.algorithm_ids.integrity"]]),
-    }
-    for name, value in (("sn_id", sn_id), ("snn", snn), ("eas_id", eas_id), ("emse_id", emse_id)):
-        if value is not None:
-            inputs[name] = value.encode("utf-8") if isinstance(value, str) else value
-    if third_party_key is not None:
-        inputs["third_party_key"] = third_party_key
-    derived, skipped = KeyHierarchy.from_binding(binding).derive_all(
-        ck=out.ck, ik=out.ik, key_agreement=agreement, inputs=inputs, naf_key=naf_key
-    )
-    key_id = _key_id(binding, rand, derived)
-
-    aka = {
-        "opc": milenage.opc,
-        "mac_a": out.mac_a,
-        "mac_s": out.mac_s,
-        "res": out.res,
-        "ck": out.ck,
-        "ik": out.ik,
-        "ak": out.ak,
-        "ak_star": out.ak_star,
-        "autn": vector.autn,
-        "sqn_xor_ak": vector.sqn_xor_ak,
-    }
-    document: dict[str, Any] = {name: value.hex() for name, value in aka.items()}
-    if key_id is not None:
-        document["key_id"] = key_id.hex()
-    document.update({name: d.value.hex() for name, d in derived.items()})
-    document["key_agreement"] = agreement
-    dependent = _binding_dependent(binding, derived, agreement)
-    document["hierarchy"] = [_key_entry(binding, d, d.spec.name in dependent) for d in derived.values()]
-    document["not_derived"] = skipped
-
+    except UnknownKeyAgreement as exc:
+        raise click.BadParameter(str(exc), param_hint="'--key-agreement'") from None
     if as_json:
-        click.echo(json.dumps(document, indent=2))
+        click.echo(json.dumps(key_table.to_document(), indent=2))
         return
-    _print_keys_table(aka, key_id, document, agreement, skipped)
-
-
-def _key_id(binding: Binding, rand: bytes, derived: dict[str, DerivedKey]) -> bytes | None:
-    """The key identifier per the binding's scheme; None when it hashes a key that was not derived."""
-    scheme = binding["keys.key_identifier.scheme"]
-    hashed = derived.get(binding["keys.key_identifier.hash_of"])
-    if scheme == "key_hash" and hashed is None:
-        return None
-    return key_identifier(
-        scheme,
-        binding["keys.key_identifier.bits"],
-        rand=rand,
-        key=hashed.value if hashed else None,
-        hash_name=binding["keys.key_identifier.hash"],
-    )
-
-
-def _binding_dependent(binding: Binding, derived: dict[str, DerivedKey], agreement: str) -> set[str]:
-    """Keys whose value rests, directly or through the key they were derived from, on a binding value that
-    no spec clause confirms."""
-    memo: dict[str, bool] = {}
-
-    def dependent(name: str) -> bool:
-        if name not in memo:
-            d = derived[name]
-            head = f"keys.derivations.{name}"
-            fields = [binding.param(f"{head}.{f}") for f in ("fc", "key", "params", "out_bits", "take")]
-            if d.spec.key == "root":
-                fields.append(binding.param(f"keys.root_by_key_agreement.{agreement}"))
-            memo[name] = any(not p.confirmed for p in fields) or (d.key_name in derived and dependent(d.key_name))
-        return memo[name]
-
-    return {name for name in derived if dependent(name)}
-
-
-def _key_entry(binding: Binding, d: DerivedKey, dependent: bool) -> dict[str, Any]:
-    head = f"keys.derivations.{d.spec.name}"
-    return {
-        "name": d.spec.name,
-        "label": d.spec.label,
-        "fc": f"0x{d.spec.fc:02x}",
-        "key": d.key_name,
-        "inputs": [{"name": name, "value": value.hex()} for name, value in d.inputs],
-        "output": f"{d.spec.take} {d.spec.out_bits} bits",
-        "value": d.value.hex(),
-        "binding_dependent": dependent,
-        "source": binding.param(f"{head}.fc").source,
-    }
-
-
-def _print_keys_table(
-    aka: dict[str, bytes], key_id: bytes | None, document: dict[str, Any], agreement: str, skipped: dict[str, str]
-) -> None:
-    from rich.table import Table
-
-    console = _console()
-    table = Table(title="MILENAGE (TS 35.206) and AUTN", title_justify="left")
-    table.add_column("output")
-    table.add_column("value", overflow="fold")
-    for name, value in aka.items():
-        table.add_row(name, value.hex())
-    if key_id is not None:
-        table.add_row("key_id", key_id.hex())
-    console.print(table)
-
-    table = Table(
-        title=f"Key hierarchy (key agreement: {agreement}; * = rests on an assumed binding value)", title_justify="left"
-    )
-    for column in ("key", "FC", "KDF key", "P0..Pn", "value"):
-        table.add_column(column, overflow="fold")
-    for entry in document["hierarchy"]:
-        params = "\n".join(_show_input(p["name"], bytes.fromhex(p["value"])) for p in entry["inputs"])
-        mark = "*" if entry["binding_dependent"] else ""
-        table.add_row(f"{entry['label']}{mark}", entry["fc"], entry["key"], params, entry["value"])
-    console.print(table)
-    for name, reason in skipped.items():
-        console.print(f"[dim]not derived: {name}: {reason}[/dim]")
-
-
-def _show_input(name: str, value: bytes) -> str:
-    """A KDF input as a person compares it with a trace: text in quotes when it is text, else hex."""
-    if name.startswith(("hex:", "utf8:")):
-        return name
-    text = value.decode("ascii", "replace")
-    shown = f'"{text}"' if value and text.isprintable() else value.hex()
-    return f"{name}={shown}"
+    render(key_table, _console())
 
 
 @cli.command("binding")
@@ -409,37 +293,55 @@ def serve(
     """
     import logging
     import os
-    import signal
-    import time
     from pathlib import Path
 
-    from conformance.faults import UnknownFault, parse_faults
-    from conformance.keyserver.certs import CertificateDirectory
-    from conformance.profile import ProfileError, load_profile
-    from conformance.reference.services import ReferenceEmksService, ReferenceEmseService, ReferenceHseService
+    from conformance.reference.process import banner
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if provision_inbox and kind != "emks":
         raise click.UsageError("--provision-inbox is for an EMKS")
+    service, chosen = _start_reference(
+        kind,
+        profile_path,
+        faults,
+        port=port,
+        rest_port=rest_port,
+        key_server=key_server,
+        certs_dir=certs_dir,
+        provision_inbox=provision_inbox,
+    )
+    if pid_file:
+        Path(pid_file).write_text(f"{os.getpid()}\n", encoding="ascii")
+    click.echo(banner(kind, service, chosen), err=True)
+    _serve_until_interrupted(service, pid_file)
+
+
+def _start_reference(
+    kind: str,
+    profile_path: str | None,
+    faults: tuple[str, ...],
+    *,
+    port: int | None,
+    rest_port: int | None,
+    key_server: str | None,
+    certs_dir: str | None,
+    provision_inbox: str | None,
+) -> tuple[Any, frozenset[str]]:
+    """The reference SUT of `serve`, listening, with its faults; SIGTERM then stops it as Ctrl-C does. A bad
+    profile or fault, or a port in use, is bad input (exit 2), not a traceback."""
+    import signal
+
+    from conformance.faults import UnknownFault, parse_faults
+    from conformance.keyserver.certs import CertificateDirectory
+    from conformance.profile import ProfileError, load_profile
+
     try:
         profile = load_profile(profile_path or _shipped_profile(f"reference-{kind}.yaml"))
         chosen = parse_faults(faults)
         if profile.sut.kind != kind:
             raise click.UsageError(f"{profile.path}: sut.kind is {profile.sut.kind!r}, not {kind!r}")
         certs = CertificateDirectory(certs_dir) if certs_dir else None
-        if kind == "hse":
-            service: Any = ReferenceHseService(profile, chosen, udp_port=port, rest_port=rest_port, certs=certs)
-            service.on_exit = _exit_now
-        elif kind == "emks":
-            service = ReferenceEmksService(profile, chosen, rest_port=rest_port, certs=certs)
-            if provision_inbox:
-                _provision_signal(service, Path(provision_inbox))
-        else:
-            url = key_server or profile.endpoints.key_server
-            if not url:
-                raise click.UsageError("an EMSE needs the EMKS to register with: --key-server URL")
-            service = ReferenceEmseService(profile, url, chosen, dtls_port=port, certs=certs)
-            _emse_signals(service)
+        service = _reference_service(kind, profile, chosen, port, rest_port, key_server, certs, provision_inbox)
         signal.signal(signal.SIGTERM, _interrupt)  # a clean stop, as with Ctrl-C
         service.__enter__()
     except (ProfileError, UnknownFault) as exc:
@@ -448,20 +350,48 @@ def serve(
         raise click.UsageError(
             f"cannot listen on {exc.strerror or exc}; give another port (--port, --rest-port)"
         ) from None
-    if pid_file:
-        Path(pid_file).write_text(f"{os.getpid()}\n", encoding="ascii")
-    if kind == "emse":
-        where = [f"DTLS {service.address[0]}:{service.address[1]}", f"EMKS {service.emse.client.http.base_url}"]
-    else:
-        where = [f"key server {service.keyserver.url}"]
-    where.append(f"certificates in {service.certs.directory}")
+    return service, chosen
+
+
+def _reference_service(
+    kind: str,
+    profile: Any,
+    chosen: frozenset[str],
+    port: int | None,
+    rest_port: int | None,
+    key_server: str | None,
+    certs: Any,
+    provision_inbox: str | None,
+) -> Any:
+    """The service of one kind, not yet started, wired to the process: an HSE's exit fault exits `serve`, an
+    EMKS and an EMSE answer their trigger signals."""
+    from pathlib import Path
+
+    from conformance.reference.services import ReferenceEmksService, ReferenceEmseService, ReferenceHseService
+
     if kind == "hse":
-        where.insert(0, f"UDP {service.hse.address[0]}:{service.hse.address[1]}")
-    click.echo(
-        f"reference {kind.upper()} listening on {'; '.join(where)}"
-        f"{'; faults ' + ', '.join(sorted(chosen)) if chosen else ''}. Ctrl-C stops it.",
-        err=True,
-    )
+        hse = ReferenceHseService(profile, chosen, udp_port=port, rest_port=rest_port, certs=certs)
+        hse.on_exit = _exit_now
+        return hse
+    if kind == "emks":
+        emks = ReferenceEmksService(profile, chosen, rest_port=rest_port, certs=certs)
+        if provision_inbox:
+            _provision_signal(emks, Path(provision_inbox))
+        return emks
+    url = key_server or profile.endpoints.key_server
+    if not url:
+        raise click.UsageError("an EMSE needs the EMKS to register with: --key-server URL")
+    emse = ReferenceEmseService(profile, url, chosen, dtls_port=port, certs=certs)
+    _emse_signals(emse)
+    return emse
+
+
+def _serve_until_interrupted(service: Any, pid_file: str | None) -> None:
+    """The service answers on its own threads; this one waits for Ctrl-C or SIGTERM, then stops it and removes
+    the pid file."""
+    import time
+    from pathlib import Path
+
     try:
         while True:
             time.sleep(3600)
@@ -589,13 +519,8 @@ def run(
     was inconclusive or did not run, or the run left cases out), 2 bad input, 3 a harness error.
     With --baseline: 0 when every failure is an expected one, 1 on a new failure (see README).
     """
-    from pathlib import Path
-
-    import pytest
-
-    from conformance.engine.live import LiveProgress
-    from conformance.pytest_plugin import HARNESS_CA
-    from conformance.run import Collected, RunError, RunOptions, check_faults, conclude, new_run_id, pytest_args
+    from conformance.pytest_plugin import HARNESS_CA  # before pytest loads it as a plugin, as it always was
+    from conformance.run import RunError, RunOptions, execute
 
     options = RunOptions(
         profile=profile_path or _shipped_profile("reference-hse.yaml"),
@@ -610,29 +535,11 @@ def run(
         stop_after=stop_after,
     )
     try:
-        check_faults(options)
-        if baseline:
-            _check_baseline(baseline, options.profile)
-        run_dir = Path(reports) / new_run_id()
-        collected = Collected()
-        code = pytest.main(pytest_args(options, run_dir), plugins=[LiveProgress(), collected])
-        outcome = conclude(run_dir, code, collected, keyword)
+        run_dir, outcome = execute(options)
     except RunError as exc:
         raise click.UsageError(str(exc)) from None
     console = _console(stderr=True)
-    _print_not_passed(outcome.results, console)
-    for line in outcome.lines:
-        console.print(line, highlight=False)
-    if (run_dir / HARNESS_CA).exists():
-        console.print(
-            f"pushes: the harness's push receiver presented a certificate of its own CA ({run_dir / HARNESS_CA}): "
-            "the SUT must trust it (or give tls.receiver in the profile)"
-        )
-    if outcome.results:
-        console.print(f"report: {run_dir}/report.html")
-        console.print(
-            f"also in {run_dir}/: compliance.json, results.jsonl, junit.xml, allure-results/, pcaps/, traces/"
-        )
+    _print_run_summary(run_dir, outcome, run_dir / HARNESS_CA, console)
     if baseline and outcome.results:
         from conformance.baseline import report_run
 
@@ -640,13 +547,22 @@ def run(
     sys.exit(outcome.code)
 
 
-def _check_baseline(baseline: str, profile: str) -> None:
-    from conformance.baseline import BaselineError, check_for_profile
-
-    try:
-        check_for_profile(baseline, profile)
-    except BaselineError as exc:
-        raise click.UsageError(str(exc)) from None
+def _print_run_summary(run_dir: Any, outcome: Any, harness_ca: Any, console: Any) -> None:
+    """After the live progress: the cases that did not pass, the decision and counts, then what the lab must
+    act on (trust the harness's CA, when the run used it) and where the reports are."""
+    _print_not_passed(outcome.results, console)
+    for line in outcome.lines:
+        console.print(line, highlight=False)
+    if harness_ca.exists():
+        console.print(
+            f"pushes: the harness's push receiver presented a certificate of its own CA ({harness_ca}): "
+            "the SUT must trust it (or give tls.receiver in the profile)"
+        )
+    if outcome.results:
+        console.print(f"report: {run_dir}/report.html")
+        console.print(
+            f"also in {run_dir}/: compliance.json, results.jsonl, junit.xml, allure-results/, pcaps/, traces/"
+        )
 
 
 def _print_not_passed(results: list[dict[str, Any]], console: Any) -> None:

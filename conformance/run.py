@@ -58,6 +58,31 @@ def check_faults(options: RunOptions) -> None:
             raise RunError(f"--fault {name!r} is not in the catalogue; {hint}known: {', '.join(sorted(BY_NAME))}")
 
 
+def execute(options: RunOptions) -> tuple[Path, Outcome]:
+    """Check the input, run the cases through pytest (with live progress) into a new run folder, and account
+    for them: the folder and how the run ended. Raises RunError on bad input, before anything runs, or when -k
+    matched no case."""
+    from conformance.engine.live import LiveProgress
+
+    check_faults(options)
+    if options.baseline:
+        check_baseline(options.baseline, options.profile)
+    run_dir = Path(options.reports) / new_run_id()
+    collected = Collected()
+    code = pytest.main(pytest_args(options, run_dir), plugins=[LiveProgress(), collected])
+    return run_dir, conclude(run_dir, code, collected, options.keyword)
+
+
+def check_baseline(baseline: str, profile: str) -> None:
+    """The baseline is readable and made for this profile's SUT, so that a mismatch stops the run before it starts."""
+    from conformance.baseline import BaselineError, check_for_profile
+
+    try:
+        check_for_profile(baseline, profile)
+    except BaselineError as exc:
+        raise RunError(str(exc)) from None
+
+
 def new_run_id() -> str:
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 

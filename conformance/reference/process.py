@@ -42,6 +42,22 @@ BANNER = re.compile(r"^reference (?P<kind>\w+) listening on (?P<where>.*)$", re.
 OTHER_CLIENTS = {"hse": ("eas2.example.com",), "emks": ("emse-2",), "emse": ()}
 
 
+def banner(kind: str, service: Any, faults: frozenset[str]) -> str:
+    """The line `serve` prints once its reference listens, and what ServedReference.start waits for (BANNER):
+    where it listens, where its certificates are, which faults are on."""
+    if kind == "emse":
+        where = [f"DTLS {service.address[0]}:{service.address[1]}", f"EMKS {service.emse.client.http.base_url}"]
+    else:
+        where = [f"key server {service.keyserver.url}"]
+    where.append(f"certificates in {service.certs.directory}")
+    if kind == "hse":
+        where.insert(0, f"UDP {service.hse.address[0]}:{service.hse.address[1]}")
+    return (
+        f"reference {kind.upper()} listening on {'; '.join(where)}"
+        f"{'; faults ' + ', '.join(sorted(faults)) if faults else ''}. Ctrl-C stops it."
+    )
+
+
 class ServeFailed(RuntimeError):
     """`serve` exited or printed no banner: its log says why."""
 
