@@ -3,14 +3,27 @@
 Its own room, below the profile (which names faults for an embedded reference) and the reference SUTs (which
 switch them on by name, from the profile or the command line). `best-conformance selftest` runs the suites
 against every fault: a fault no case catches is a hole in the suites.
+
+The catalogue is data, `faults.yaml` beside this module (shipped as package data): every fault with what it does,
+the interfaces it kills if any, the cases that must catch it and whether a warning suffices. It is read and checked
+once, on import; a wrong entry raises CatalogueError naming it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from conformance.yaml_lines import LineLoader
 
 INTERFACES = ("emsdp", "key_server", "dtls")  # what a dead fault can kill: HSE UDP, HTTPS key server, EMSE DTLS
+COMPONENTS = ("hse", "keyserver", "emse")
+LAYERS = ("codec", "protocol", "crypto", "keyserver", "dead")
+CATALOGUE_FILE = "faults.yaml"
 
 
 @dataclass(frozen=True)
@@ -23,126 +36,105 @@ class Fault:
     # Such a SUT logs the moment it died (`log_death`); the selftest then requires the decision fail and no
     # negative case on a dead interface passing after that moment. Empty: the SUT stays alive.
     dead: tuple[str, ...] = ()
+    # selftest kind (hse, emks, emse) -> the cases that must give their failing verdict with this fault on (the
+    # cheapest reliable catchers); the selftest and the suite tests read them here
+    caught_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    # the should/may requirement the fault breaks, and why: a warning is then the right verdict, so a should/may
+    # case that warns catches it. Empty: the fault breaks a shall requirement and needs a fail.
+    warn_suffices: str = ""
 
 
-CATALOGUE: tuple[Fault, ...] = (
-    # -- codec -------------------------------------------------------------------------------------------
-    Fault("wrong_tlv_tag", "hse", "codec", "Session Start carries RAND under a tag the binding does not define"),
-    Fault("wrong_tlv_length", "hse", "codec", "the AUTN TLV's length field says one octet less than it carries"),
-    Fault("tlv_order_swapped", "hse", "codec", "Session Start lists its TLVs in reverse binding order"),
-    # -- protocol ----------------------------------------------------------------------------------------
-    Fault("missing_mandatory_tlv", "hse", "protocol", "Session Start is sent without its AUTN TLV"),
-    Fault("wrong_reply_command", "hse", "protocol", "a Session Request is answered with a Manage Keys Request"),
-    Fault("no_reply", "hse", "protocol", "Session Requests are silently ignored"),
-    Fault("reply_from_wrong_port", "hse", "protocol", "replies come from another UDP port than the one asked"),
-    Fault("no_reject_on_unknown_command", "hse", "protocol", "unknown commands are dropped, not rejected"),
-    Fault("session_id_zero", "hse", "protocol", "Session Start allocates Session ID 0, the 'no session' value"),
-    # -- crypto ------------------------------------------------------------------------------------------
-    Fault("wrong_fc", "hse", "crypto", "KInt is derived with the wrong FC, so every key below it differs"),
-    Fault("wrong_kdf_key", "hse", "crypto", "KInt_EAS_PSK is keyed with CK‖IK instead of KInt"),
-    Fault("bad_autn_mac", "hse", "crypto", "AUTN carries a corrupted MAC-A"),
-    Fault("stale_sqn", "hse", "crypto", "every vector reuses the subscriber's current SQN instead of a fresh one"),
-    Fault("mac_not_verified", "hse", "crypto", "messages with a wrong MAC are accepted"),
-    Fault("replay_accepted", "hse", "crypto", "counters are not checked: a replayed message is accepted again"),
-    Fault("wrong_truncation", "hse", "crypto", "algorithm keys keep the most instead of the least significant bits"),
-    Fault("res_not_checked", "hse", "crypto", "a Session Start Confirmation with a wrong RES is accepted"),
-    Fault("resync_ignored", "hse", "crypto", "AUTS is ignored: the next vector is as stale as the last"),
-    # -- key server --------------------------------------------------------------------------------------
-    Fault("client_cert_not_required", "keyserver", "keyserver", "TLS accepts clients without a certificate"),
-    Fault(
-        "cert_identity_not_checked",
-        "keyserver",
-        "keyserver",
-        "a client may register an id other than its certificate's identity",
-    ),
-    Fault("wrong_register_status", "keyserver", "keyserver", "registration answers 200 instead of 201 Created"),
-    Fault("key_id_ignored", "keyserver", "keyserver", "a key request returns the newest key whatever key id it names"),
-    Fault("past_keys_not_kept", "keyserver", "keyserver", "only the newest key per UE is kept"),
-    Fault("xml_entities_expanded", "keyserver", "keyserver", "XML bodies are parsed with entity expansion"),
-    Fault("session_not_deleted", "keyserver", "keyserver", "DELETE answers success but the session stays usable"),
-    Fault(
-        "push_for_wrong_client",
-        "keyserver",
-        "keyserver",
-        "a pushed key is the one derived for another client identity, not the subscriber's",
-    ),
-    Fault("subscription_not_owned", "keyserver", "keyserver", "a subscription is taken on any client's session"),
-    Fault("tls12_not_supported", "keyserver", "keyserver", "the key server accepts TLS 1.3 only"),
-    Fault("tls13_not_supported", "keyserver", "keyserver", "the key server accepts TLS 1.2 only"),
-    # -- EMSE (the key server's client, and the DTLS-PSK server towards the UE) ---------------------------
-    Fault(
-        "emse_server_cert_not_checked",
-        "emse",
-        "keyserver",
-        "the EMSE talks to a key server whose certificate no trusted CA issued",
-    ),
-    Fault("emse_no_client_cert", "emse", "keyserver", "the EMSE connects to the key server without a certificate"),
-    Fault(
-        "emse_registers_wrong_id",
-        "emse",
-        "keyserver",
-        "the registration names an id other than the EMSE_Id of the EMSE's certificate",
-    ),
-    Fault(
-        "emse_key_cached",
-        "emse",
-        "protocol",
-        "the first e2m_key fetched for a UE is reused whatever key identifier the UE names later",
-    ),
-    Fault(
-        "emse_any_psk_identity",
-        "emse",
-        "crypto",
-        "when no key is found for a PSK identity, the last key fetched is used instead of refusing",
-    ),
-    Fault("emse_never_deregisters", "emse", "protocol", "deregistration is never sent"),
-    Fault("emse_old_tls", "emse", "keyserver", "the EMSE talks to its key server in TLS 1.1"),
-    Fault(
-        "emse_wrong_content_type",
-        "emse",
-        "keyserver",
-        "the registration is sent as text/xml, not the binding's content type",
-    ),
-    Fault("emse_no_tls12", "emse", "keyserver", "the EMSE talks to its key server in TLS 1.3 only"),
-    Fault("emse_no_tls13", "emse", "keyserver", "the EMSE talks to its key server in TLS 1.2 only"),
-    Fault(
-        "emse_uses_deleted_session",
-        "emse",
-        "protocol",
-        "after deregistering, keys are still requested under the deleted session id",
-    ),
-    # -- dead and crashing SUTs: silence, a refused connection or a missing request must never pass for them --
-    Fault(
-        "hse_hangs_after_setup",
-        "hse",
-        "dead",
-        "once the HSE has sent its first Session Start it hangs: the Start Confirmation and every later datagram go "
-        "unanswered, and its key server accepts TCP connections but answers nothing",
-        dead=("emsdp", "key_server"),
-    ),
-    Fault(
-        "hse_exits_on_malformed",
-        "hse",
-        "dead",
-        "the HSE process exits on the first datagram that does not decode as EMSDP (truncated, undecodable, "
-        "an unknown command or tag): its UDP port (ICMP port unreachable) and its key server are gone",
-        dead=("emsdp", "key_server"),
-    ),
-    Fault(
-        "keyserver_closes_connections",
-        "keyserver",
-        "dead",
-        "the key server accepts every TCP connection and closes it at once, before any TLS answer",
-        dead=("key_server",),
-    ),
-    Fault(
-        "emse_never_answers",
-        "emse",
-        "dead",
-        "the EMSE's DTLS endpoint reads every datagram and answers none (its registration with the EMKS still happens)",
-        dead=("dtls",),
-    ),
-)
+class CatalogueError(ValueError):
+    """A wrong entry in faults.yaml: the message names the file, line and fault."""
+
+
+_FIELDS = {"name", "component", "layer", "description", "dead", "caught_by", "warn_suffices"}
+_REQUIRED = ("name", "component", "layer", "description", "caught_by")
+
+
+def _names(value: Any) -> bool:
+    """A non-empty list of non-empty strings."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
+
+
+def _fault(entry: Any, where: str) -> Fault:
+    """One catalogue entry as a Fault; CatalogueError naming `where` (file:line and fault) if a field is wrong."""
+    if not isinstance(entry, dict):
+        raise CatalogueError(f"{where}: a fault is a mapping of {', '.join(sorted(_FIELDS))}, not {entry!r}")
+    entry = {k: v for k, v in entry.items() if k != "__line__"}
+    unknown = sorted(set(entry) - _FIELDS)
+    if unknown:
+        raise CatalogueError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
+    missing = [k for k in _REQUIRED if k not in entry]
+    if missing:
+        raise CatalogueError(f"{where}: missing field(s) {', '.join(missing)}")
+    for key in ("name", "description"):
+        if not isinstance(entry[key], str) or not entry[key].strip():
+            raise CatalogueError(f"{where}: {key} must be a non-empty string, not {entry[key]!r}")
+    if not entry["name"].isidentifier():
+        raise CatalogueError(f"{where}: name {entry['name']!r} must be a word of letters, digits and _")
+    for key, allowed in (("component", COMPONENTS), ("layer", LAYERS)):
+        if entry[key] not in allowed:
+            raise CatalogueError(f"{where}: {key} {entry[key]!r} is not one of {', '.join(allowed)}")
+    dead = entry.get("dead", [])
+    if dead != [] and not (_names(dead) and set(dead) <= set(INTERFACES) and len(set(dead)) == len(dead)):
+        raise CatalogueError(f"{where}: dead {dead!r} must list distinct interfaces of {', '.join(INTERFACES)}")
+    if (entry["layer"] == "dead") != bool(dead):
+        raise CatalogueError(f"{where}: a fault of layer dead, and only such a fault, lists the interfaces it kills")
+    caught_by = entry["caught_by"]
+    if isinstance(caught_by, dict):
+        caught_by = {k: v for k, v in caught_by.items() if k != "__line__"}
+    if not (
+        isinstance(caught_by, dict)
+        and caught_by
+        and all(isinstance(k, str) and _names(v) for k, v in caught_by.items())
+    ):
+        raise CatalogueError(
+            f"{where}: caught_by must map each selftest kind to the cases that catch the fault "
+            f"(e.g. {{hse: [HSE-SR-001]}}), not {caught_by!r}"
+        )
+    warn = entry.get("warn_suffices", "")
+    if not isinstance(warn, str) or ("warn_suffices" in entry and not warn.strip()):
+        raise CatalogueError(
+            f"{where}: warn_suffices must name the should/may requirement the fault breaks, and why; not {warn!r}"
+        )
+    return Fault(
+        name=entry["name"],
+        component=entry["component"],
+        layer=entry["layer"],
+        description=entry["description"],
+        dead=tuple(dead),
+        caught_by={kind: tuple(cases) for kind, cases in caught_by.items()},
+        warn_suffices=warn,
+    )
+
+
+def load_catalogue(text: str, source: str = CATALOGUE_FILE) -> tuple[Fault, ...]:
+    """The faults of a catalogue file's text, in file order; CatalogueError names the first wrong entry."""
+    try:
+        data = yaml.load(text, Loader=LineLoader)
+    except yaml.YAMLError as exc:
+        raise CatalogueError(f"{source}: not YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("faults"), list):
+        raise CatalogueError(f"{source}: expected a mapping with a list `faults:`")
+    faults: list[Fault] = []
+    for n, entry in enumerate(data["faults"], 1):
+        line = entry.get("__line__", "?") if isinstance(entry, dict) else "?"
+        name = entry.get("name") if isinstance(entry, dict) else None
+        where = f"{source}:{line}: fault {name or f'#{n}'}"
+        fault = _fault(entry, where)
+        if any(f.name == fault.name for f in faults):
+            raise CatalogueError(f"{where}: the name {fault.name} is listed twice")
+        faults.append(fault)
+    return tuple(faults)
+
+
+def _shipped() -> tuple[Fault, ...]:
+    text = resources.files("conformance").joinpath(CATALOGUE_FILE).read_text(encoding="utf-8")
+    return load_catalogue(text)
+
+
+CATALOGUE: tuple[Fault, ...] = _shipped()
 
 BY_NAME = {f.name: f for f in CATALOGUE}
 

@@ -4,9 +4,10 @@ For each kind of reference SUT that ships a profile and a suite, run the suite a
 (every case must pass or be not applicable), then once per catalogued fault of that kind's components. A fault
 is *caught* when a case that passed on the conformant reference gets the verdict fail (a failed `shall` case):
 a fault that only makes `should`/`may` cases warn, or cases inconclusive, would leave a certification decision
-at pass, so it is a hole, unless WARN_SUFFICES says the fault breaks only a should/may requirement. Besides,
-EXPECTED_CATCHERS names per fault the cases that must give their failing verdict (fail for `shall`, warn for
-`should`/`may`); the suite tests share that table and the run-a-suite-against-a-reference logic below.
+at pass, so it is a hole, unless the catalogue says a warning suffices (faults.yaml `warn_suffices`: the fault
+breaks only a should/may requirement). Besides, the catalogue names per fault and kind the cases that must give
+their failing verdict (faults.yaml `caught_by`: fail for `shall`, warn for `should`/`may`); the suite tests share
+them (EXPECTED_CATCHERS) and the run-a-suite-against-a-reference logic below.
 
 A dead fault (faults.Fault.dead: the SUT hangs, exits or stops answering) is judged by what a lab would sign:
 the run's decision (report.compliance.decision) must be fail, and no negative case that touches a dead
@@ -50,7 +51,7 @@ from conformance.engine.model import Case, suite_dir
 from conformance.engine.peers import harness_peers
 from conformance.engine.results import Result, ResultsFile, Verdict
 from conformance.engine.runner import case_result, run_case
-from conformance.faults import BY_NAME, CATALOGUE, parse_faults
+from conformance.faults import BY_NAME, CATALOGUE, CatalogueError, parse_faults
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.masking import mask_result
 from conformance.profile import LoadedProfile, load_profile
@@ -65,89 +66,30 @@ KIND_COMPONENTS: dict[str, tuple[str, ...]] = {
     "emse": ("emse",),  # the reference EMSE/EAS
 }
 
-# kind -> fault -> cases that must give their failing verdict with that fault on (the cheapest reliable catchers)
-EXPECTED_CATCHERS: dict[str, dict[str, list[str]]] = {
-    "hse": {
-        # codec
-        "wrong_tlv_tag": ["HSE-SR-001", "HSE-SS-002"],
-        "wrong_tlv_length": ["HSE-SS-004", "HSE-SR-001"],
-        "tlv_order_swapped": ["HSE-SS-003"],
-        # protocol
-        "missing_mandatory_tlv": ["HSE-SS-002", "HSE-SR-001"],
-        "wrong_reply_command": ["HSE-SS-001"],
-        "no_reply": ["HSE-SR-001"],
-        "reply_from_wrong_port": ["HSE-SS-008"],
-        "no_reject_on_unknown_command": ["HSE-RJ-001"],
-        "session_id_zero": ["HSE-SS-001", "HSE-SR-001"],
-        # crypto
-        "wrong_fc": ["HSE-UP-001", "HSE-EAS-002"],
-        "wrong_kdf_key": ["HSE-EAS-002"],
-        "bad_autn_mac": ["HSE-SS-009", "HSE-SR-001"],
-        "stale_sqn": ["HSE-SS-010", "HSE-MK-006"],
-        "mac_not_verified": ["HSE-UP-003", "HSE-TE-004"],
-        "replay_accepted": ["HSE-CT-001", "HSE-CT-002", "HSE-CT-004"],
-        "wrong_truncation": ["HSE-UP-001"],
-        "res_not_checked": ["HSE-SC-002"],
-        "resync_ignored": ["HSE-SS-012"],
-        # key server
-        "client_cert_not_required": ["HSE-TLS-001"],
-        "cert_identity_not_checked": ["HSE-TLS-003"],
-        "wrong_register_status": ["HSE-EAS-001", "HSE-TLS-004"],
-        "key_id_ignored": ["HSE-EAS-008"],
-        "past_keys_not_kept": ["HSE-EAS-007"],
-        "xml_entities_expanded": ["HSE-EAS-012"],
-        "session_not_deleted": ["HSE-EAS-010"],
-        "push_for_wrong_client": ["HSE-EAS-005"],
-        "subscription_not_owned": ["HSE-EAS-013"],
-        "tls12_not_supported": ["HSE-TLS-007"],
-        "tls13_not_supported": ["HSE-TLS-008"],
-        # dead and crashing SUTs (judged by the decision and false passes; these fail on their own too)
-        "hse_hangs_after_setup": ["HSE-EAS-002"],
-        "hse_exits_on_malformed": ["HSE-MF-001"],
-        "keyserver_closes_connections": ["HSE-EAS-001"],
-    },
-    "emks": {
-        "client_cert_not_required": ["EMKS-TLS-001"],
-        "cert_identity_not_checked": ["EMKS-REG-005", "EMKS-TLS-006"],
-        "wrong_register_status": ["EMKS-REG-001", "EMKS-TLS-003"],
-        "key_id_ignored": ["EMKS-KEY-002", "EMKS-KEY-004", "EMKS-KEY-007"],
-        "past_keys_not_kept": ["EMKS-KEY-002", "EMKS-KEY-003"],
-        "xml_entities_expanded": ["EMKS-REG-007"],
-        "session_not_deleted": ["EMKS-DEREG-002"],
-        "push_for_wrong_client": ["EMKS-SUB-002", "EMKS-SUB-003"],
-        "subscription_not_owned": ["EMKS-SUB-004"],
-        "tls12_not_supported": ["EMKS-TLS-007"],
-        "tls13_not_supported": ["EMKS-TLS-008"],
-        "keyserver_closes_connections": ["EMKS-REG-001"],
-    },
-    "emse": {
-        "emse_server_cert_not_checked": ["EMSE-REG-006"],
-        "emse_no_client_cert": ["EMSE-REG-001", "EMSE-REG-003"],
-        "emse_registers_wrong_id": ["EMSE-REG-001", "EMSE-REG-002"],
-        "emse_key_cached": ["EMSE-KEY-010"],
-        "emse_any_psk_identity": ["EMSE-KEY-007", "EMSE-KEY-008", "EMSE-KEY-009"],
-        "emse_never_deregisters": ["EMSE-DEREG-001"],
-        "emse_uses_deleted_session": ["EMSE-DEREG-002"],
-        "emse_old_tls": ["EMSE-REG-005"],
-        "emse_wrong_content_type": ["EMSE-REG-001"],
-        "emse_no_tls12": ["EMSE-REG-007"],
-        "emse_no_tls13": ["EMSE-REG-008"],
-        "emse_never_answers": ["EMSE-KEY-001"],
-    },
-}
-
 # Modules a kind's reference needs beyond the base install (python-mbedtls has no wheels past CPython 3.12).
 KIND_NEEDS: dict[str, tuple[str, ...]] = {"emse": ("mbedtls",)}
 
-# Faults that break only a `should`/`may` requirement (the requirement ledger's level): a warning is the right
-# verdict for them, so a `should`/`may` case that warns catches them. Every other fault needs a fail.
-WARN_SUFFICES: dict[str, str] = {
-    "tlv_order_swapped": "POL-TLV-001 (should): TS 33.163 fixes no TLV order; the binding's order is policy",
-    "reply_from_wrong_port": "POL-NET-001 (should): replying from the port asked is the binding's policy",
-    "no_reject_on_unknown_command": "POL-ERR-001 (should): rejecting an unknown command is the binding's policy",
-    "past_keys_not_kept": "S003-KM-003, SOL10-EMKS-006 (may): keeping past keys is optional",
-    "xml_entities_expanded": "POL-REST-003 (should): safe XML parsing is hygiene no 3GPP clause requires",
-}
+
+# The catalogue's expected catchers and warn-suffices (faults.yaml: caught_by, warn_suffices), as the tables the
+# suite tests and selftest.json use: kind -> fault -> the cases that must give their failing verdict with it on (the
+# cheapest reliable catchers); fault -> the should/may requirement it breaks, for which a warning is the right
+# verdict, so a `should`/`may` case that warns catches it (every other fault needs a fail).
+def _expected_catchers() -> dict[str, dict[str, list[str]]]:
+    for fault in CATALOGUE:  # a kind runs only its components' faults: its catchers of another would never run
+        for kind in fault.caught_by:
+            if fault.component not in KIND_COMPONENTS.get(kind, ()):
+                kinds = [k for k, components in KIND_COMPONENTS.items() if fault.component in components]
+                raise CatalogueError(
+                    f"faults.yaml: fault {fault.name}: caught_by names the kind {kind}, which does not run "
+                    f"{fault.component} faults; kinds that do: {', '.join(kinds)}"
+                )
+    return {
+        kind: {f.name: list(f.caught_by[kind]) for f in CATALOGUE if kind in f.caught_by} for kind in KIND_COMPONENTS
+    }
+
+
+EXPECTED_CATCHERS: dict[str, dict[str, list[str]]] = _expected_catchers()
+WARN_SUFFICES: dict[str, str] = {f.name: f.warn_suffices for f in CATALOGUE if f.warn_suffices}
 
 CONFORMANT = "conformant"  # the name of the fault-free run in reports
 
@@ -334,7 +276,7 @@ def run_slice(task: Task, run_one: Any) -> list[Result]:
     for every reply timeout: the remaining cases are not run, except those that can still tell something: the
     fault's expected catchers and, when the fault kills the SUT, the negative cases (a dead SUT must not pass
     them: the false-pass check needs every one of them)."""
-    keep = set(EXPECTED_CATCHERS.get(task.kind, {}).get(task.fault or "", []))
+    keep = set(BY_NAME[task.fault].caught_by.get(task.kind, ())) if task.fault else set()
     dead = bool(task.fault and BY_NAME[task.fault].dead)
     results: list[Result] = []
     streak, stopped = 0, ""
@@ -531,7 +473,7 @@ def _merge(runs: list[Run]) -> Run:
 # ---- judging ---------------------------------------------------------------------------------------------
 
 NOT_JUDGED = (Verdict.NOT_APPLICABLE, Verdict.SKIPPED)
-UDP_FREE_VERBS = {"eas", "dtls", "emks", "trigger", "wait"}  # steps that do not talk EMSDP to an HSE
+UDP_FREE_VERBS = {"key_client", "dtls", "emks", "trigger", "wait"}  # steps that do not talk EMSDP to an HSE
 
 
 def case_interfaces(case: Case) -> set[str]:
@@ -539,7 +481,7 @@ def case_interfaces(case: Case) -> set[str]:
     EMKS), an EMSE's DTLS endpoint. What the harness's own EMKS sees of an EMSE is not an interface of it."""
     verbs = {step.verb for step in case.steps}
     found = set()
-    if "eas" in verbs or (case.sut == "emks" and "trigger" in verbs):
+    if "key_client" in verbs or (case.sut == "emks" and "trigger" in verbs):
         found.add("key_server")
     if "dtls" in verbs:
         found.add("dtls")
@@ -607,7 +549,7 @@ class Finding:
     def caught(self) -> bool:
         if self.dead:
             return not self.crashed and self.decision == "fail" and not self.false_passes
-        return bool(self.catching) or (self.fault in WARN_SUFFICES and bool(self.warning))
+        return bool(self.catching) or (bool(BY_NAME[self.fault].warn_suffices) and bool(self.warning))
 
     @property
     def detected(self) -> str:
@@ -703,7 +645,7 @@ def judge(run: Run, conformant: Run, cases: dict[str, Case]) -> Finding:
     passed = [
         i for i in cases if i in run.results and i in conformant.results and conformant.verdict(i) is Verdict.PASS
     ]
-    expected = [i for i in EXPECTED_CATCHERS.get(run.kind, {}).get(fault.name, []) if i in run.results]
+    expected = [i for i in fault.caught_by.get(run.kind, ()) if i in run.results]
     finding = Finding(
         kind=run.kind,
         fault=fault.name,

@@ -15,6 +15,8 @@ What it does where TS 33.163 is silent is the binding's assumption, and beyond t
   user plane through unmodified).
 - Errors: Message Reject with the binding's cause, or silent discard where `emsdp.error_reaction` says so.
   Whatever arrives, the server keeps serving: a datagram that breaks the handler is logged and dropped.
+- Faults: the catalogue's HSE faults change what `self.behaviour` (reference/hse_faults.py: what each fault
+  changes, and where) says at each decision point; no HSE fault is switched by name here.
 - Dead faults: hse_hangs_after_setup stops answering anything once it has sent its first Session Start;
   hse_exits_on_malformed closes its socket (under `serve`, the process exits) on the first datagram that does
   not decode as EMSDP. Either logs the moment it died (`faults.log_death`); `on_death` tells the service.
@@ -42,6 +44,7 @@ from conformance.emsdp.values import decode_imsi, decode_ue_config, encode_hse_c
 from conformance.faults import CATALOGUE, parse_faults
 from conformance.profile import LoadedProfile
 from conformance.reference.death import log_death
+from conformance.reference.hse_faults import hse_behaviour
 from conformance.reference.subscribers import SubscriberDb, SubscriberState, UnknownSubscriber
 
 log = logging.getLogger("best-conformance.hse")
@@ -115,12 +118,13 @@ class ReferenceHse(asyncio.DatagramProtocol):
         # checked, the HSE keeps its own
         listed = parse_faults(profile.reference.faults)
         self.faults = faults | (listed & HSE_FAULTS)
+        self.behaviour = hse_behaviour(self.faults)  # what the faults change, consulted at each decision point
         self.binding = profile.binding
         self.codec = Codec(self.binding)
         self.layout = self.codec.layout
         self.security = MessageSecurity(self.codec, self.binding)
         self.hierarchy = KeyHierarchy.from_binding(self._derivation_binding())
-        self.db = SubscriberDb(profile, stale_sqn="stale_sqn" in self.faults)
+        self.db = SubscriberDb(profile, stale_sqn=not self.behaviour.fresh_sqn)
         # the HSE's key store is the key server's: its fault past_keys_not_kept keeps only the newest key
         self.eas_keys = EasKeyStore(1 if "past_keys_not_kept" in listed else self.binding["rest.past_keys_kept"])
         self.sessions: dict[int, Session] = {}
@@ -139,13 +143,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
         """The crypto faults are wrong derivations: express them as binding changes, so the faulty HSE uses
         exactly the same code as the faithful one."""
         overrides: dict[str, Any] = dict(self.profile.profile.binding)
-        if "wrong_fc" in self.faults:
-            overrides["keys.derivations.kint.fc"] = self.binding["keys.derivations.kint.fc"] ^ 0x01
-        if "wrong_kdf_key" in self.faults:
-            overrides["keys.derivations.kint_eas_psk.key"] = "ck_ik"
-        if "wrong_truncation" in self.faults:
-            for name in ("kint_enc", "kint_int", "ke2m_enc", "ke2m_int"):
-                overrides[f"keys.derivations.{name}.take"] = "msb"
+        overrides.update(self.behaviour.derivation_overrides(self.binding))
         return load_binding(overrides)
 
     # ---- transport ---------------------------------------------------------------------------------
@@ -169,7 +167,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
     def _transmit(self, message: Any, addr: tuple[str, int]) -> None:
         raw = bytes(message)
         log.info("-> %s:%s %s", addr[0], addr[1], self._summary(message))
-        transport = self.alt_transport if "reply_from_wrong_port" in self.faults and self.alt_transport else None
+        transport = self.alt_transport if self.behaviour.reply_from_other_port and self.alt_transport else None
         (transport or self.transport).sendto(raw, addr)  # type: ignore[union-attr]
 
     # ---- dispatch ----------------------------------------------------------------------------------
@@ -186,9 +184,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
         if addr == self.eas_user_plane:
             self.from_eas(data, packet)
             return
-        if "hse_exits_on_malformed" in self.faults and (
-            isinstance(packet, self.codec.layers.truncated) or packet.problems
-        ):
+        if self.behaviour.exits_on_malformed and (isinstance(packet, self.codec.layers.truncated) or packet.problems):
             problems = "; ".join(packet.problems) or "not EMSDP"
             self.die("hse_exits_on_malformed", f"exits on {len(data)} octets from {addr[0]}:{addr[1]} ({problems})")
             return
@@ -222,7 +218,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
         names = self.layout.command_names()
         command = names.get(packet.cmd)
         if command is None:
-            reaction = "discard" if "no_reject_on_unknown_command" in self.faults else self._reaction("unknown_command")
+            reaction = self.behaviour.unknown_command_reaction or self._reaction("unknown_command")
             raise Reject("unknown_command", f"unknown command {packet.cmd:#04x}", reaction)
         if any(p.startswith(("truncated", "short", "over-long", "undecodable")) for p in packet.problems):
             raise Reject("invalid_tlv", "; ".join(packet.problems))
@@ -256,10 +252,10 @@ class ReferenceHse(asyncio.DatagramProtocol):
         move the session's reply address: else one forged datagram would redirect the UE's traffic."""
         if packet.key_id != SESSION_KEY_ID:
             raise Reject("invalid_mac", f"Key ID {packet.key_id} is not the session's", self._reaction("invalid_mac"))
-        if "mac_not_verified" not in self.faults and not self.security.verify(packet, session.keys, UPLINK):
+        if self.behaviour.verifies_mac and not self.security.verify(packet, session.keys, UPLINK):
             raise Reject("invalid_mac", "MAC does not verify", self._reaction("invalid_mac"))
         seen = session.ue_cp_counter if plane == "cp" else session.ue_up_counter
-        if "replay_accepted" not in self.faults and packet.counter <= seen:
+        if self.behaviour.checks_replay and packet.counter <= seen:
             raise Reject(
                 "replayed_counter", f"counter {packet.counter} not above {seen}", self._reaction("replayed_counter")
             )
@@ -299,7 +295,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
     # ---- Session Request -> Session Start ----------------------------------------------------------
 
     def on_session_request(self, packet: Any, addr: tuple[str, int]) -> None:
-        if "no_reply" in self.faults:
+        if not self.behaviour.answers_session_requests:
             return
         if packet.session_id != 0:
             raise Reject("unknown_session", "a Session Request must carry Session ID 0")
@@ -356,7 +352,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
             del self.sessions[old.id]  # a new Session Request supersedes the subscriber's previous session
         vector = subscriber.next_vector()
         if session_id is None:
-            session_id = 0 if "session_id_zero" in self.faults else self._allocate_session_id()
+            session_id = 0 if self.behaviour.zero_session_id else self._allocate_session_id()
         keys = self._derive(vector, agreement, eas_id, snn)
         session = Session(
             session_id,
@@ -376,7 +372,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
         if service != "key_agreement_only":  # key agreement only: the EAS key waits for the confirmation
             self._publish_eas_key(session, vector, keys)
         reply = self._session_start(session)
-        if "hse_hangs_after_setup" in self.faults and not self.dead:
+        if self.behaviour.hangs_after_setup and not self.dead:
             # hung before the Session Start leaves, so whatever the UE and the EAS do next finds it hung: no race
             # between the Start Confirmation (this thread) and the EAS's key fetch (the key server's thread)
             self.die("hse_hangs_after_setup", f"session {session.id} set up; from now on nothing is answered")
@@ -413,9 +409,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
 
     def _session_start(self, session: Session) -> Any:
         vector = session.vector
-        autn = vector.autn
-        if "bad_autn_mac" in self.faults:
-            autn = autn[:-1] + bytes([autn[-1] ^ 0x01])
+        autn = self.behaviour.autn(vector.autn)
         hse_config = encode_hse_config(
             self.layout,
             service=session.service,
@@ -429,18 +423,9 @@ class ReferenceHse(asyncio.DatagramProtocol):
         )
         checksum = self._request_checksum(session.request, session.keys)
         tlvs = [("rand", vector.rand), ("autn", autn), ("hse_config", hse_config), ("request_checksum", checksum)]
-        if "missing_mandatory_tlv" in self.faults:
-            tlvs = [t for t in tlvs if t[0] != "autn"]
-        if "tlv_order_swapped" in self.faults:
-            tlvs.reverse()
-        items: list[Any] = [self.codec.tlv(name, value) for name, value in tlvs]
-        if "wrong_tlv_tag" in self.faults:
-            items[0].tag = max(self.layout.tags.values()) + 0x40
-        if "wrong_tlv_length" in self.faults:
-            for item in items:
-                if item.tag == self.layout.tags["autn"]:
-                    item.length = len(item.value) - 1
-        command = "manage_keys_request" if "wrong_reply_command" in self.faults else "session_start"
+        items: list[Any] = [self.codec.tlv(name, value) for name, value in self.behaviour.session_start_tlvs(tlvs)]
+        self.behaviour.miscode(items, self.layout.tags)
+        command = self.behaviour.session_start_command
         session.hse_cp_counter += 1
         return self.codec.cp(command, items, key_id=0, counter=session.hse_cp_counter, session_id=session.id)
 
@@ -461,7 +446,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
     def on_start_confirmation(self, session: Session, packet: Any, addr: tuple[str, int]) -> None:
         tlvs = {t.tag_name: t.value for t in packet.tlvs if getattr(t, "tag_name", None)}
         if "auts" in tlvs and packet.key_id == 0:
-            if "resync_ignored" not in self.faults:
+            if self.behaviour.resynchronises:
                 try:
                     session.subscriber.resynchronise(
                         session.vector.rand, tlvs["auts"], bytes.fromhex(self.binding["aka.resync_amf"])
@@ -488,7 +473,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
         res = tlvs.get("res")
         if res is None:
             raise Reject("missing_mandatory_tlv", "no RES TLV", self._reaction("missing_mandatory_tlv"))
-        if res != session.vector.xres and "res_not_checked" not in self.faults:
+        if res != session.vector.xres and self.behaviour.checks_res:
             del self.sessions[session.id]
             raise Reject("authentication_failure", "RES differs from XRES")
         self.confirm(session)
@@ -538,7 +523,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
                 raise Reject("synch_failure", str(exc)) from None
             self.start_manage_keys(session)
             return
-        if tlvs.get("res") != pending.xres and "res_not_checked" not in self.faults:
+        if tlvs.get("res") != pending.xres and self.behaviour.checks_res:
             session.pending = None
             raise Reject("authentication_failure", "RES differs from XRES")
         session.pending = None
@@ -642,7 +627,7 @@ class HseServer:
     async def _open(self) -> None:
         transport, _ = await self._loop.create_datagram_endpoint(lambda: self.protocol, local_addr=self._bind)
         self.address = transport.get_extra_info("sockname")[:2]
-        if "reply_from_wrong_port" in self.protocol.faults:
+        if self.protocol.behaviour.reply_from_other_port:
             alt, _ = await self._loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=(self._bind[0], 0))
             self.protocol.alt_transport = alt
         self._loop.call_later(self._tick_interval, self._tick)

@@ -5,6 +5,7 @@ catalogue it finds none. Holes are made by selecting cases (`--case`), never by 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -56,9 +57,37 @@ def cli(capsys, *argv):
 def test_every_kind_maps_to_catalogue_components_and_every_fault_has_a_kind():
     components = {c for cs in KIND_COMPONENTS.values() for c in cs}
     assert {f.component for f in BY_NAME.values()} <= components
-    assert set(WARN_SUFFICES) <= set(BY_NAME)
+    for fault in BY_NAME.values():  # the catalogue's catchers (faults.yaml caught_by) are for kinds that run it
+        assert set(fault.caught_by) <= set(KIND_COMPONENTS), fault.name
+        for kind in fault.caught_by:
+            assert fault.name in kind_faults(kind), (fault.name, kind)
+
+
+def test_the_expected_catchers_and_warn_suffices_come_from_the_catalogue():
+    """The selftest keeps no tables of its own: EXPECTED_CATCHERS and WARN_SUFFICES (shared with the suite tests
+    and selftest.json) are the catalogue's caught_by and warn_suffices."""
+    assert set(EXPECTED_CATCHERS) == set(KIND_COMPONENTS)
     for kind, table in EXPECTED_CATCHERS.items():
-        assert set(table) <= set(kind_faults(kind)), kind
+        assert table == {f.name: list(f.caught_by[kind]) for f in BY_NAME.values() if kind in f.caught_by}, kind
+    warn_suffices = {f.name: f.warn_suffices for f in BY_NAME.values() if f.warn_suffices}
+    assert warn_suffices == WARN_SUFFICES
+    assert sorted(WARN_SUFFICES) == [
+        "no_reject_on_unknown_command",
+        "past_keys_not_kept",
+        "reply_from_wrong_port",
+        "tlv_order_swapped",
+        "xml_entities_expanded",
+    ]
+    assert EXPECTED_CATCHERS["hse"]["hse_hangs_after_setup"] == ["HSE-EAS-002"]
+
+
+def test_a_catcher_for_a_kind_that_cannot_run_the_fault_is_refused(monkeypatch):
+    from conformance import faults, selftest
+
+    wrong = dataclasses.replace(BY_NAME["no_reply"], caught_by={"emks": ("EMKS-REG-001",)})
+    monkeypatch.setattr(selftest, "CATALOGUE", (*faults.CATALOGUE, wrong))
+    with pytest.raises(faults.CatalogueError, match="fault no_reply: caught_by names the kind emks"):
+        selftest._expected_catchers()
 
 
 def test_hse_and_emks_are_always_selftested_and_emse_once_it_ships():
@@ -102,7 +131,7 @@ def test_a_warning_catches_only_a_fault_that_breaks_a_should_requirement(tmp_pat
     """wrong_kdf_key breaks a shall requirement: the should EAS case that merely warns (HSE-EAS-006, run without
     the shall cases that fail) does not catch it. tlv_order_swapped breaks only the binding's TLV-order policy:
     its should case warning is the catch."""
-    assert "wrong_kdf_key" not in WARN_SUFFICES and "tlv_order_swapped" in WARN_SUFFICES
+    assert not BY_NAME["wrong_kdf_key"].warn_suffices and BY_NAME["tlv_order_swapped"].warn_suffices
     the_plan = plan(["hse"], ["wrong_kdf_key", "tlv_order_swapped"], ["HSE-EAS-006", "HSE-SS-003"])
     findings = {f.fault: f for f in selftest(the_plan, tmp_path).findings}
     kdf, order = findings["wrong_kdf_key"], findings["tlv_order_swapped"]

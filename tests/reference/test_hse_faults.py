@@ -15,7 +15,7 @@ no echo).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,9 @@ from conformance.crypto.keys import key_identifier
 from conformance.crypto.protect import DOWNLINK
 from conformance.faults import BY_NAME, CATALOGUE
 from conformance.profile import load_profile
-from conformance.reference.hse import HseServer
+from conformance.reference.hse import HseServer, ReferenceHse
+from conformance.reference.hse_faults import FAULTS as BEHAVIOUR_TABLE
+from conformance.reference.hse_faults import HseBehaviour, hse_behaviour
 from conformance.roles.ue import Credentials, Ue, tlv_values
 
 PROFILE_FILE = Path(__file__).resolve().parents[2] / "profiles" / "reference-hse.yaml"
@@ -441,6 +443,58 @@ def faithful_hse():
 def test_every_hse_fault_of_the_catalogue_has_a_scenario():
     assert len(HSE_FAULTS) == 20
     assert sorted(SCENARIOS) == sorted(HSE_FAULTS)
+
+
+# ---- the behaviour table (reference/hse_faults.py): what each fault changes in the HSE --------------------------
+
+
+def test_every_hse_fault_of_the_catalogue_has_a_behaviour_and_the_table_no_other_fault():
+    assert sorted(BEHAVIOUR_TABLE) == sorted(HSE_FAULTS)
+
+
+@pytest.mark.parametrize("fault", HSE_FAULTS)
+def test_each_fault_changes_real_decision_points_away_from_the_conformant_hse(fault):
+    decision_points = {f.name for f in fields(HseBehaviour)}
+    overrides = BEHAVIOUR_TABLE[fault]
+    assert overrides and set(overrides) <= decision_points, fault
+    conformant = HseBehaviour()
+    assert all(getattr(conformant, name) != value for name, value in overrides.items()), fault
+    behaviour = hse_behaviour({fault})
+    assert behaviour != conformant and all(getattr(behaviour, k) == v for k, v in overrides.items())
+
+
+def test_no_two_faults_change_the_same_decision_point():
+    """So any set of faults gives one behaviour, whatever the order they are listed in."""
+    changed = [name for overrides in BEHAVIOUR_TABLE.values() for name in overrides]
+    assert len(changed) == len(set(changed))
+
+
+def test_no_fault_or_other_components_faults_give_the_conformant_hse():
+    assert hse_behaviour(()) == HseBehaviour()
+    others = {f.name for f in CATALOGUE if f.component != "hse"}
+    assert hse_behaviour(others) == HseBehaviour()
+    both = hse_behaviour({"mac_not_verified", "replay_accepted", "client_cert_not_required"})
+    assert not both.verifies_mac and not both.checks_replay and both.checks_res
+
+
+def test_the_hse_builds_its_behaviour_from_its_faults():
+    assert ReferenceHse(PROFILE, frozenset({"res_not_checked"})).behaviour == hse_behaviour({"res_not_checked"})
+    assert ReferenceHse(PROFILE).behaviour == HseBehaviour()
+
+
+def test_the_session_start_transforms():
+    tlvs = [("rand", b"r"), ("autn", b"a"), ("hse_config", b"h"), ("request_checksum", b"c")]
+    assert HseBehaviour().session_start_tlvs(tlvs) == tlvs
+    assert hse_behaviour({"missing_mandatory_tlv"}).session_start_tlvs(tlvs) == [tlvs[0], *tlvs[2:]]
+    assert hse_behaviour({"tlv_order_swapped"}).session_start_tlvs(tlvs) == tlvs[::-1]
+    assert HseBehaviour().autn(b"\x00\x10") == b"\x00\x10"
+    assert hse_behaviour({"bad_autn_mac"}).autn(b"\x00\x10") == b"\x00\x11"
+    binding = PROFILE.binding
+    assert HseBehaviour().derivation_overrides(binding) == {}
+    fc = hse_behaviour({"wrong_fc"}).derivation_overrides(binding)
+    assert fc == {"keys.derivations.kint.fc": binding["keys.derivations.kint.fc"] ^ 0x01}
+    take = hse_behaviour({"wrong_truncation"}).derivation_overrides(binding)
+    assert set(take.values()) == {"msb"} and len(take) == 4
 
 
 @pytest.mark.parametrize("fault", HSE_FAULTS)

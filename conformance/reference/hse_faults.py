@@ -1,0 +1,119 @@
+"""What each HSE fault of the catalogue changes in the reference HSE, and where: the code side of faults.yaml.
+
+The reference HSE (reference/hse.py) never tests a fault name. It builds its HseBehaviour once, from its faults
+(`hse_behaviour`), and consults it at each decision point. HseBehaviour() is the conformant HSE; FAULTS maps every
+HSE fault of the catalogue to the fields it overrides, with the place in hse.py that reads them. What a tester sees
+of each fault is the catalogue's description (faults.yaml); what the code does is here.
+
+No two faults override the same field, so any set of faults gives the same behaviour whatever their order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+ALGORITHM_KEYS = ("kint_enc", "kint_int", "ke2m_enc", "ke2m_int")  # the keys truncated to an algorithm's key size
+
+
+@dataclass(frozen=True)
+class HseBehaviour:
+    """The decision points the reference HSE consults; the defaults are the conformant HSE."""
+
+    # -- Session Request -> Session Start (on_session_request, start_session, _session_start) --------------------
+    answers_session_requests: bool = True  # False: a Session Request is dropped unread
+    zero_session_id: bool = False  # a new session gets Session ID 0 instead of a free one
+    autn_mac_xor: int = 0  # XORed into AUTN's last octet (inside MAC-A): non-zero corrupts the MAC
+    omitted_tlvs: tuple[str, ...] = ()  # Session Start TLVs left out
+    reversed_tlvs: bool = False  # Session Start TLVs in reverse binding order
+    unknown_tag_on_first_tlv: bool = False  # the first Session Start TLV under a tag the binding does not define
+    short_length_tlvs: tuple[str, ...] = ()  # Session Start TLVs whose length field says one octet less
+    session_start_command: str = "session_start"  # the command that answers a Session Request
+    # -- sending (_transmit; HseServer._open binds the second socket) -------------------------------------------
+    reply_from_other_port: bool = False  # replies leave from another UDP port than the one the UE asked
+    # -- checking what the UE sends (on_control_plane, verify, on_start_confirmation, on_manage_keys_response) --
+    unknown_command_reaction: str | None = None  # None: the binding's emsdp.error_reaction.unknown_command
+    verifies_mac: bool = True  # a protected message's MAC is verified
+    checks_replay: bool = True  # a protected message's counter must be above the last one accepted
+    checks_res: bool = True  # RES must equal XRES (Start Confirmation, Manage Keys Response)
+    resynchronises: bool = True  # AUTS in a Start Confirmation resynchronises the subscriber's SQN
+    # -- AKA vectors and key derivation (SubscriberDb, _derivation_binding) -------------------------------------
+    fresh_sqn: bool = True  # False: every vector reuses the subscriber's current SQN
+    kint_fc_xor: int = 0  # XORed into the FC of KInt's derivation
+    kint_eas_psk_key: str | None = None  # the KDF key of KInt_EAS_PSK instead of the binding's (e.g. ck_ik)
+    algorithm_key_take: str | None = None  # which bits ALGORITHM_KEYS keep instead of the binding's (e.g. msb)
+    # -- dying (handle, start_session; `die` logs the moment and closes or hangs the rest) ----------------------
+    hangs_after_setup: bool = False  # after its first Session Start is sent, nothing is answered
+    exits_on_malformed: bool = False  # the first datagram that does not decode as EMSDP closes the sockets
+
+    def derivation_overrides(self, binding: Mapping[str, Any]) -> dict[str, Any]:
+        """Binding parameters to override so the key hierarchy derives as this HSE does: a wrong derivation is a
+        binding change, so the faulty HSE runs exactly the faithful code."""
+        overrides: dict[str, Any] = {}
+        if self.kint_fc_xor:
+            overrides["keys.derivations.kint.fc"] = binding["keys.derivations.kint.fc"] ^ self.kint_fc_xor
+        if self.kint_eas_psk_key is not None:
+            overrides["keys.derivations.kint_eas_psk.key"] = self.kint_eas_psk_key
+        if self.algorithm_key_take is not None:
+            for name in ALGORITHM_KEYS:
+                overrides[f"keys.derivations.{name}.take"] = self.algorithm_key_take
+        return overrides
+
+    def autn(self, autn: bytes) -> bytes:
+        """The AUTN a Session Start carries."""
+        return autn[:-1] + bytes([autn[-1] ^ self.autn_mac_xor]) if self.autn_mac_xor else autn
+
+    def session_start_tlvs(self, tlvs: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """The Session Start's (name, value) TLVs as sent: some left out, the rest maybe reversed."""
+        kept = [t for t in tlvs if t[0] not in self.omitted_tlvs]
+        return kept[::-1] if self.reversed_tlvs else kept
+
+    def miscode(self, items: list[Any], tags: Mapping[str, int]) -> None:
+        """Encoding faults on the Session Start's TLV layers, in place: an undefined tag, a short length."""
+        if self.unknown_tag_on_first_tlv:
+            items[0].tag = max(tags.values()) + 0x40
+        short = {tags[name] for name in self.short_length_tlvs}
+        for item in items:
+            if item.tag in short:
+                item.length = len(item.value) - 1
+
+
+# HSE fault (faults.yaml) -> the HseBehaviour fields it overrides; the comment says where hse.py reads them.
+FAULTS: dict[str, dict[str, Any]] = {
+    # -- codec ---------------------------------------------------------------------------------------------------
+    "wrong_tlv_tag": {"unknown_tag_on_first_tlv": True},  # _session_start: RAND, first, under an undefined tag
+    "wrong_tlv_length": {"short_length_tlvs": ("autn",)},  # _session_start: AUTN's length one octet short
+    "tlv_order_swapped": {"reversed_tlvs": True},  # _session_start: the TLVs in reverse binding order
+    # -- protocol ------------------------------------------------------------------------------------------------
+    "missing_mandatory_tlv": {"omitted_tlvs": ("autn",)},  # _session_start: no AUTN TLV
+    "wrong_reply_command": {"session_start_command": "manage_keys_request"},  # _session_start: the wrong command
+    "no_reply": {"answers_session_requests": False},  # on_session_request: returns at once
+    "reply_from_wrong_port": {"reply_from_other_port": True},  # HseServer._open, _transmit: a second socket
+    "no_reject_on_unknown_command": {"unknown_command_reaction": "discard"},  # on_control_plane: dropped
+    "session_id_zero": {"zero_session_id": True},  # start_session: Session ID 0
+    # -- crypto --------------------------------------------------------------------------------------------------
+    "wrong_fc": {"kint_fc_xor": 0x01},  # _derivation_binding: KInt's FC with its last bit flipped
+    "wrong_kdf_key": {"kint_eas_psk_key": "ck_ik"},  # _derivation_binding: KInt_EAS_PSK keyed with CK‖IK
+    "bad_autn_mac": {"autn_mac_xor": 0x01},  # _session_start: AUTN's last octet with its last bit flipped
+    "stale_sqn": {"fresh_sqn": False},  # __init__: SubscriberDb(stale_sqn=True)
+    "mac_not_verified": {"verifies_mac": False},  # verify: any MAC accepted
+    "replay_accepted": {"checks_replay": False},  # verify: any counter accepted
+    "wrong_truncation": {"algorithm_key_take": "msb"},  # _derivation_binding: algorithm keys keep their MSBs
+    "res_not_checked": {"checks_res": False},  # on_start_confirmation, on_manage_keys_response: any RES
+    "resync_ignored": {"resynchronises": False},  # on_start_confirmation: AUTS dropped, a new vector as stale
+    # -- dead ----------------------------------------------------------------------------------------------------
+    "hse_hangs_after_setup": {"hangs_after_setup": True},  # start_session: die, then send the Session Start
+    "hse_exits_on_malformed": {"exits_on_malformed": True},  # handle: die on a datagram that is not EMSDP
+}
+
+CONFORMANT = HseBehaviour()
+
+
+def hse_behaviour(faults: Iterable[str]) -> HseBehaviour:
+    """The behaviour of a reference HSE with these faults on; names that are not HSE faults change nothing (a
+    profile's key-server faults go to the key server)."""
+    overrides: dict[str, Any] = {}
+    for name in sorted(set(faults) & FAULTS.keys()):
+        overrides.update(FAULTS[name])
+    return replace(CONFORMANT, **overrides) if overrides else CONFORMANT
