@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from conformance.engine.embedded import embedded_reference
+from conformance.embedded import embedded_reference
 from conformance.engine.lint import load_suite
 from conformance.engine.model import suite_dir
 from conformance.engine.runner import run_case
