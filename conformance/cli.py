@@ -151,6 +151,29 @@ def binding_command(binding_files: tuple[str, ...], not_confirmed: bool, as_json
     _console().print(table)
 
 
+@cli.command()
+@binding_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+def vectors(binding_files: tuple[str, ...], as_json: bool) -> None:
+    """Print worked known-answer vectors of the binding: every key with its KDF inputs, the key identifier, COUNT
+    and one protected message per command, for the reference profile's test subscriber.
+
+    For the default binding the YAML is fixtures/binding-vectors.yaml; an implementer checks their reading of the
+    binding against it.
+    """
+    from conformance.vectors import compute_vectors, to_json, to_yaml
+
+    try:
+        binding = _binding(binding_files)
+    except BindingError as exc:  # one line, naming the file and every problem
+        raise click.UsageError(f"{exc.origin}: {'; '.join(exc.problems)}") from None
+    try:
+        document = compute_vectors(binding)
+    except ValueError as exc:  # a value the loader's types admit but no derivation can use, e.g. an unknown input
+        raise click.UsageError(f"the binding cannot be evaluated: {exc}") from None
+    click.echo(to_json(document) if as_json else to_yaml(document), nl=False)
+
+
 port_option = click.option(
     "--port",
     type=click.IntRange(1, 65535),
