@@ -315,8 +315,6 @@ def serve(
     hse_hangs_after_setup: ..."; with hse_exits_on_malformed the process then exits with status 70.
     """
     import logging
-    import os
-    from pathlib import Path
 
     from conformance.reference.process import banner
 
@@ -333,10 +331,7 @@ def serve(
         certs_dir=certs_dir,
         provision_inbox=provision_inbox,
     )
-    if pid_file:
-        Path(pid_file).write_text(f"{os.getpid()}\n", encoding="ascii")
-    click.echo(banner(kind, service, chosen), err=True)
-    _serve_until_interrupted(service, pid_file)
+    _serve_until_interrupted(service, pid_file, banner(kind, service, chosen))
 
 
 def _start_reference(
@@ -409,13 +404,18 @@ def _reference_service(
     return emse
 
 
-def _serve_until_interrupted(service: Any, pid_file: str | None) -> None:
-    """The service answers on its own threads; this one waits for Ctrl-C or SIGTERM, then stops it and removes
-    the pid file."""
+def _serve_until_interrupted(service: Any, pid_file: str | None, announcement: str) -> None:
+    """The service answers on its own threads; this one writes the pid file, announces where it listens, and
+    waits for Ctrl-C or SIGTERM, then stops the service and removes the pid file. The announcement comes inside
+    the wait, so that a peer that stops us as soon as it reads it finds us stopping cleanly."""
+    import os
     import time
     from pathlib import Path
 
     try:
+        if pid_file:
+            Path(pid_file).write_text(f"{os.getpid()}\n", encoding="ascii")
+        click.echo(announcement, err=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
