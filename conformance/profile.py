@@ -50,6 +50,7 @@ Hex = Annotated[bytes, _hex(None), _AS_HEX]
 Key128 = Annotated[bytes, _hex(16), _AS_HEX]
 Sqn = Annotated[bytes, _hex(6), _AS_HEX]
 Amf = Annotated[bytes, _hex(2), _AS_HEX]
+PlmnId = Annotated[bytes, _hex(3), _AS_HEX]
 Digits = Annotated[str, Field(pattern=r"^[0-9]{6,15}$")]
 
 
@@ -179,6 +180,12 @@ class Pixit(Strict):
     subscribers: list[Subscriber] = Field(min_length=1)
     home_network_keys: list[HomeNetworkKey] = []
     serving_network_name: str = "5G:mnc001.mcc001.3gppnetwork.org"
+    serving_network_id: PlmnId | None = Field(
+        None,
+        description="the serving network's PLMN identity (3 octets, TS 24.301 9.9.3.32): the SN id of KASME in EPS "
+        "AKA (TS 33.401 A.2). Default: the MCC and the 3-digit MNC serving_network_name writes; give it for a PLMN "
+        "whose MNC has two digits (MCC 001, MNC 01: 00f110)",
+    )
     eas_id: str = "eas.example.com"
     emse_id: str = "emse-1"
     reply_timeout: float = Field(2.0, gt=0)

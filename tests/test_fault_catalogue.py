@@ -6,6 +6,7 @@ from __future__ import annotations
 from importlib import resources
 
 import pytest
+import yaml
 
 from conformance.faults import BY_NAME, CATALOGUE, INTERFACES, CatalogueError, Fault, load_catalogue, parse_faults
 
@@ -30,8 +31,8 @@ faults:
 
 def test_the_shipped_catalogue_is_package_data_and_loads():
     assert resources.files("conformance").joinpath("faults.yaml").is_file()
-    assert len(CATALOGUE) == 44 and len(BY_NAME) == len(CATALOGUE)
-    assert sum(f.component == "hse" for f in CATALOGUE) == 20
+    entries = yaml.safe_load(resources.files("conformance").joinpath("faults.yaml").read_text(encoding="utf-8"))
+    assert len(CATALOGUE) == len(entries["faults"]) and len(BY_NAME) == len(CATALOGUE)  # every entry loads, once
     assert {f.component for f in CATALOGUE} == {"hse", "keyserver", "emse"}
     assert all(isinstance(f, Fault) and f.caught_by for f in CATALOGUE)
     assert {i for f in CATALOGUE for i in f.dead} <= set(INTERFACES)

@@ -79,9 +79,11 @@ def test_a_tls_file_of_the_wrong_kind_is_named(tmp_path):
 
 def test_reference_profile_content():
     profile = load_profile(PROFILES / "reference-hse.yaml")
-    assert profile.sut.kind == "hse" and len(profile.pixit.subscribers) == 4
+    assert profile.sut.kind == "hse" and len(profile.pixit.subscribers) == 5
     assert profile.pixit.subscribers[2].services == ["key_agreement_only"]
     assert profile.pixit.subscribers[3].modes == ["ue_to_eas"]
+    assert profile.pixit.subscribers[4].key_agreements == ["umts"]  # HSE-KA-005: EPS AKA refused to it
+    assert profile.pixit.serving_network_id == bytes.fromhex("00f110")  # MCC 001, MNC 01: EPS AKA's SN id
     first = profile.pixit.subscribers[0]
     assert first.k == bytes.fromhex(K) and first.amf == bytes.fromhex("8000")
     assert {k.profile for k in profile.pixit.home_network_keys} == {"A", "B"}

@@ -155,6 +155,30 @@ class KeyHierarchy:
         return ordered, {n: skipped[n] for n in self.specs if n in skipped}
 
 
+def plmn_identity(mcc: str, mnc: str) -> bytes:
+    """The 3-octet PLMN identity (TS 24.008 10.5.1.13, TS 24.301 9.9.3.32), the SN id of KASME (TS 33.401 A.2):
+    MCC digit 2 | MCC digit 1, MNC digit 3 (F for a two-digit MNC) | MCC digit 3, MNC digit 2 | MNC digit 1."""
+    if not (len(mcc) == 3 and mcc.isdigit() and len(mnc) in (2, 3) and mnc.isdigit()):
+        raise ValueError(f"a PLMN is a 3-digit MCC and a 2- or 3-digit MNC, got MCC {mcc!r} MNC {mnc!r}")
+    d = [int(c) for c in mcc]
+    n = [int(c) for c in mnc] + ([0xF] if len(mnc) == 2 else [])
+    return bytes([d[1] << 4 | d[0], n[2] << 4 | d[2], n[1] << 4 | n[0]])
+
+
+def serving_network_plmn(snn: str) -> tuple[str, str]:
+    """(MCC, MNC) of a 5G serving network name, "5G:mnc<MNC>.mcc<MCC>.3gppnetwork.org" (TS 33.501 6.1.1.4,
+    TS 24.501 9.12.1). The name writes every MNC with three digits (a two-digit one after a 0), so the MNC comes
+    back as written: whether "001" is MNC 01 or 001 the name cannot say."""
+    prefix, _, sn_id = snn.partition(":")
+    labels = sn_id.split(".")
+    if prefix != "5G" or len(labels) < 2 or not labels[0].startswith("mnc") or not labels[1].startswith("mcc"):
+        raise ValueError(f"not a 5G serving network name (5G:mnc<MNC>.mcc<MCC>.3gppnetwork.org): {snn!r}")
+    mnc, mcc = labels[0][3:], labels[1][3:]
+    if not (len(mcc) == 3 and mcc.isdigit() and len(mnc) == 3 and mnc.isdigit()):
+        raise ValueError(f"the serving network name's MCC and MNC are not 3 digits each: {snn!r}")
+    return mcc, mnc
+
+
 def key_identifier(
     scheme: str, bits: int, *, rand: bytes | None = None, key: bytes | None = None, hash_name: str = "sha256"
 ) -> bytes:

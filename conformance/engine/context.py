@@ -87,6 +87,7 @@ class Context:
                 credentials,
                 self.profile.hse_endpoint,
                 snn=self.profile.pixit.serving_network_name,
+                sn_id=self.profile.pixit.serving_network_id,
                 eas_id=self.profile.pixit.eas_id,
                 tap=self.tap,
                 timeout=self.timeout,

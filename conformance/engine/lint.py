@@ -17,7 +17,7 @@ from conformance.engine.schema import StepChecker
 from conformance.engine.verbs import VERB_SCHEMAS, VERBS
 from conformance.requirements import Ledger, LedgerError, shipped_ledger
 
-REACTIONS = {"message_reject", "silence"}  # what a negative case must expect at least once
+REACTIONS = {"message_reject", "silence", "silence_or_reject"}  # what a negative case must expect at least once
 
 # Rule "requirements mandatory": every case names at least one ledger requirement it checks. Set it to False
 # only while a new suite is being mapped onto the ledger; unknown ids are refused either way.
@@ -74,7 +74,7 @@ def lint_cases(
                 key = options.get("key")
                 if options.get("status") not in (None, "registered") or (isinstance(key, dict) and "expect" in key):
                     reacts = True
-                if step.args.get("_value") in ("fetch_after_deregister", "old_tls"):
+                if step.args.get("_value") in ("fetch_after_deregister", "old_tls", "plain_http", "http_upgrade"):
                     reacts = True
         if case.negative and not reacts:
             report.add(

@@ -35,9 +35,11 @@ def evidence(step: Step) -> Evidence | None:
     if step.verb in ("start_session", "probe"):
         return Evidence(PROOF, EMSDP)
     if step.verb == "expect":
-        return Evidence(ABSENCE if value == "silence" else PROOF, EMSDP)
+        return Evidence(ABSENCE if value in ("silence", "silence_or_reject") else PROOF, EMSDP)
     if step.verb == "key_client":
-        refused = value == "old_tls" or options.get("status") == "refused"
+        # refusals: a handshake below the minimum version, a certificate refused, HTTP in the clear on the TLS
+        # port (plain or asking an RFC 2817 upgrade): a dead key server gives each of them too
+        refused = value in ("old_tls", "plain_http", "http_upgrade") or options.get("status") == "refused"
         return Evidence(ABSENCE if refused else PROOF, KEY_SERVER)
     if step.verb == "dtls":
         if value == "offer_dtls_1_0" or options.get("expect") == "refused":

@@ -8,6 +8,7 @@ from typing import Any
 
 from conformance.crypto.aka import AutnOutcome
 from conformance.emsdp.values import decode_hse_config, tlv_values
+from conformance.engine.expected_keys import key_id_for
 from conformance.engine.results import CheckFailed, Inconclusive
 from conformance.engine.schema import STRING, TRUE, Schema, binding_names, mapping, names, one_or_list
 from conformance.roles.errors import ProtocolError
@@ -253,6 +254,58 @@ def data(ctx: Any, ue: Any, packet: Any, expected: str, name: str) -> None:
     except ProtocolError as exc:
         raise CheckFailed("user data protected with the session's keys", "MAC and counter good", str(exc)) from None
     _equal("the user data", expected.encode(), plain)
+
+
+VECTORS = "vectors"  # ctx.saved: IMSI -> [(message, RAND, SQN)] of each AKA vector the case's UEs were sent
+
+
+def note_vector(ctx: Any, ue: Any, packet: Any) -> None:
+    """Keep the AKA vector (RAND, and the SQN its AUTN carries) of a Session Start or Manage Keys Request the UE
+    received, for `vector: fresh` in a later step. A message is kept once, whoever saw it."""
+    rand = tlv_values(packet).get("rand")
+    if not rand:
+        return
+    raw = bytes(packet)
+    seen = ctx.saved.setdefault(VECTORS, {}).setdefault(ue.credentials.imsi, [])
+    if all(kept != raw for kept, _, _ in seen):
+        seen.append((raw, rand, ue.sqn_of(packet)))
+
+
+@matcher("vector", schema={"const": "fresh"})
+def vector(ctx: Any, ue: Any, packet: Any, expected: str, name: str) -> None:
+    """The AKA vector of a Session Start or Manage Keys Request is new for the subscriber, against every vector
+    the case's UEs were sent before: its RAND is another (TS 33.102 6.3.2: a random challenge per vector), so is
+    its key identifier where the binding takes it from RAND (keys.key_identifier.scheme rand_lsb), and its SQN is
+    higher (6.3.3). Inconclusive when the case saw no earlier vector of the subscriber. Takes `fresh`."""
+    _only("vector", "fresh", expected)
+    rand = _tlv(ctx, packet, "rand", "vector")
+    if rand is None:
+        return
+    sqn = ue.sqn_of(packet)
+    if sqn is None:
+        raise CheckFailed("an AUTN to read the vector's SQN from", "16 octets", tlv_values(packet).get("autn"))
+    raw = bytes(packet)
+    earlier = [(r, s) for kept, r, s in ctx.saved.get(VECTORS, {}).get(ue.credentials.imsi, []) if kept != raw]
+    if not earlier:
+        raise Inconclusive("no earlier AKA vector of this subscriber in the case to compare this one with")
+    if any(r == rand for r, _ in earlier):
+        raise CheckFailed("a RAND not sent to this subscriber before (TS 33.102 6.3.2)", "a new RAND", rand.hex())
+    if ctx.binding["keys.key_identifier.scheme"] == "rand_lsb":
+        key_id = key_id_for(ctx, rand, {})
+        if any(key_id_for(ctx, r, {}) == key_id for r, _ in earlier):
+            raise CheckFailed(
+                "a key identifier (from RAND, keys.key_identifier) not used before for this subscriber",
+                "a new key identifier",
+                {"key_id": key_id.hex(), "rand": rand.hex()},
+            )
+    highest = max((s for _, s in earlier if s is not None), default=None)
+    if highest is not None and sqn <= highest:
+        raise CheckFailed(
+            "an SQN above every earlier one of this subscriber (TS 33.102 6.3.3)",
+            f"above {highest:012x}",
+            f"{sqn:012x}",
+        )
+    note_vector(ctx, ue, packet)
 
 
 @matcher("from_port", schema={"const": "same"})

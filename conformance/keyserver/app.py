@@ -9,8 +9,9 @@ A UE identity travels as one path segment: uvicorn decodes %2F before routing, s
 cannot be addressed (IMSI, SUCI and NAI forms have none).
 
 The reference SUT's key-server faults (conformance/faults.py) are switched on by name here, except
-`client_cert_not_required` (TLS, in server.py), `keyserver_closes_connections` (each connection, in server.py,
-which reads it from the app's faults) and `past_keys_not_kept` (in the store).
+`client_cert_not_required` (TLS, in server.py), `keyserver_closes_connections`, `plain_http_answered` and
+`http_upgrade_accepted` (each connection, in server.py, which reads them from the app's faults) and
+`past_keys_not_kept` (in the store).
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@ Each exchange is logged as one line: client address, method, path, status, certi
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -137,18 +139,115 @@ class ClosingProtocol(asyncio.Protocol):
         transport.close()
 
 
-def _config(app: ASGIApp, ssl_context: ssl.SSLContext, *, closes_connections: bool = False) -> uvicorn.Config:
+PLAIN_HTTP = "plain_http_answered"  # fault: plain HTTP is served on the TLS port too
+HTTP_UPGRADE = "http_upgrade_accepted"  # fault: an RFC 2817 Upgrade to TLS is honoured on the TLS port
+TLS_HANDSHAKE = 0x16  # the content type of the TLS record a ClientHello comes in (RFC 8446 5.1)
+MAX_PLAIN_HEAD = 16384  # octets of a plain HTTP request head the upgrade fault reads before it gives up
+
+
+class SniffingProtocol(asyncio.Protocol):
+    """One port for TLS and plain HTTP, told apart by the first octet (the reference's faults plain_http_answered
+    and http_upgrade_accepted; a conformant key server speaks TLS from the first octet, TS 33.210 6.2).
+
+    A connection whose first octet opens a TLS handshake record gets mutual TLS as usual. Any other connection:
+    with plain_http_answered, the app answers it in plain HTTP (no certificate, so no identity); with
+    http_upgrade_accepted, a request head asking `Upgrade: TLS/x` with `Connection: Upgrade` gets
+    `101 Switching Protocols` and the TLS handshake follows on the same connection (RFC 2817 3), and any other is
+    closed unanswered. The TLS layer is asyncio's own SSLProtocol, put on the connection after the octets already
+    read (what loop.start_tls does, which cannot take them)."""
+
+    def __init__(self, *, ssl_context: ssl.SSLContext, upgrade_only: bool, **uvicorn_args: Any):
+        self._uvicorn_args = uvicorn_args  # config, server_state, app_state, _loop: for the HTTP protocol
+        self._ssl_context = ssl_context
+        self._upgrade_only = upgrade_only
+        self._transport: asyncio.Transport | None = None
+        self._head = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._head += data
+        if self._head[0] == TLS_HANDSHAKE:
+            self._start_tls(self._head)
+        elif not self._upgrade_only:
+            self._plain_http(self._head)
+        elif b"\r\n\r\n" in self._head:
+            head, _, rest = self._head.partition(b"\r\n\r\n")
+            self._upgrade(head, rest)
+        elif len(self._head) > MAX_PLAIN_HEAD:
+            self._close("a plain request head too long to read")
+
+    def _plain_http(self, received: bytes) -> None:
+        logger.info("%s plain HTTP answered on the TLS port (fault %s)", self._peer(), PLAIN_HTTP)
+        protocol = PeerCertProtocol(**self._uvicorn_args)
+        self._switch(protocol)
+        protocol.data_received(received)
+
+    def _upgrade(self, head: bytes, rest: bytes) -> None:
+        fields = {}
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            fields[name.strip().lower()] = value.strip().lower()
+        connection = [token.strip() for token in fields.get(b"connection", b"").split(b",")]
+        if not (fields.get(b"upgrade", b"").startswith(b"tls/") and b"upgrade" in connection):
+            self._close("plain HTTP without an Upgrade to TLS")
+            return
+        logger.info("%s RFC 2817 Upgrade to TLS accepted (fault %s)", self._peer(), HTTP_UPGRADE)
+        assert self._transport is not None
+        self._transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: TLS/1.2, HTTP/1.1\r\nConnection: Upgrade\r\n\r\n"
+        )
+        self._start_tls(rest)
+
+    def _start_tls(self, received: bytes) -> None:
+        """TLS on this connection from here on, the octets already read first; the HTTP protocol above it."""
+        http = PeerCertProtocol(**self._uvicorn_args)
+        tls = asyncio.sslproto.SSLProtocol(asyncio.get_running_loop(), http, self._ssl_context, None, server_side=True)
+        self._switch(tls)
+        while received:
+            buffer = tls.get_buffer(len(received))
+            size = min(len(buffer), len(received))
+            buffer[:size] = received[:size]
+            tls.buffer_updated(size)
+            received = received[size:]
+
+    def _switch(self, protocol: asyncio.BaseProtocol) -> None:
+        assert self._transport is not None
+        self._transport.set_protocol(protocol)
+        protocol.connection_made(self._transport)
+
+    def _close(self, why: str) -> None:
+        logger.info("%s closed unanswered: %s", self._peer(), why)
+        if self._transport is not None:
+            self._transport.close()
+
+    def _peer(self) -> str:
+        host, port = ((self._transport.get_extra_info("peername") if self._transport else None) or ("-", 0))[:2]
+        return f"{host}:{port}"
+
+
+def _config(
+    app: ASGIApp, ssl_context: ssl.SSLContext, *, closes_connections: bool = False, plain_http: str | None = None
+) -> uvicorn.Config:
+    """uvicorn's configuration: mutual TLS on every connection; `closes_connections` closes each at once instead;
+    `plain_http` (PLAIN_HTTP or HTTP_UPGRADE, a fault) serves plain HTTP beside TLS on the same port."""
     if closes_connections:  # plain TCP: the protocol closes each connection before a TLS handshake could start
         return uvicorn.Config(app, http=ClosingProtocol, ws="none", lifespan="off", access_log=False, log_config=None)
+    tls: dict[str, Any] = {"ssl_context_factory": lambda _config, _default: ssl_context}
+    http: Any = PeerCertProtocol
+    if plain_http is not None:  # the socket is plain TCP; SniffingProtocol puts TLS on the connections that start it
+        tls = {}
+        http = functools.partial(SniffingProtocol, ssl_context=ssl_context, upgrade_only=plain_http == HTTP_UPGRADE)
     return uvicorn.Config(
         _logged(app),
-        http=PeerCertProtocol,
+        http=http,
         ws="none",
         lifespan="off",
-        ssl_context_factory=lambda _config, _default: ssl_context,
         access_log=False,  # our own line carries the identity
         log_config=None,  # leave the host application's logging alone
         timeout_graceful_shutdown=2,
+        **tls,
     )
 
 
@@ -174,6 +273,7 @@ def _url(host: str, port: int) -> str:
 class KeyServer:
     """A uvicorn server on a background thread; a context manager. Port 0 picks a free port (`port`, `url`).
 
+    The app's faults plain_http_answered and http_upgrade_accepted serve plain HTTP beside TLS (SniffingProtocol).
     For the reference SUTs' dead faults: `closes_connections` (default: the app's fault
     keyserver_closes_connections) closes every connection before TLS; `hang()`
     blocks the server's event loop (connections are accepted by the kernel, nothing answers them); `kill()` is
@@ -193,10 +293,14 @@ class KeyServer:
         self._socket = _listen(host, port)
         self.port: int = self._socket.getsockname()[1]
         self.url = _url(host, self.port)
-        if closes_connections is None:  # the app's catalogue faults say (keyserver.app.create_app)
-            state = getattr(getattr(app, "state", None), "keyserver", None)
-            closes_connections = "keyserver_closes_connections" in getattr(state, "faults", ())
-        self._server = uvicorn.Server(_config(app, ssl_context, closes_connections=closes_connections))
+        state = getattr(getattr(app, "state", None), "keyserver", None)
+        faults = getattr(state, "faults", ())  # the app's catalogue faults (keyserver.app.create_app)
+        if closes_connections is None:
+            closes_connections = "keyserver_closes_connections" in faults
+        plain_http = next((f for f in (PLAIN_HTTP, HTTP_UPGRADE) if f in faults), None)
+        self._server = uvicorn.Server(
+            _config(app, ssl_context, closes_connections=closes_connections, plain_http=plain_http)
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None

@@ -36,7 +36,7 @@ from typing import Any
 
 from conformance.binding import load_binding
 from conformance.crypto.aka import AuthError, AuthVector
-from conformance.crypto.keys import KeyHierarchy, key_identifier
+from conformance.crypto.keys import KeyHierarchy, key_identifier, plmn_identity, serving_network_plmn
 from conformance.crypto.protect import DOWNLINK, UPLINK
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.secure import MessageSecurity
@@ -124,7 +124,8 @@ class ReferenceHse(asyncio.DatagramProtocol):
         self.layout = self.codec.layout
         self.security = MessageSecurity(self.codec, self.binding)
         self.hierarchy = KeyHierarchy.from_binding(self._derivation_binding())
-        self.db = SubscriberDb(profile, stale_sqn=not self.behaviour.fresh_sqn)
+        behaviour = self.behaviour
+        self.db = SubscriberDb(profile, stale_sqn=not behaviour.fresh_sqn, static_rand=not behaviour.fresh_rand)
         # the HSE's key store is the key server's: its fault past_keys_not_kept keeps only the newest key
         self.eas_keys = EasKeyStore(1 if "past_keys_not_kept" in listed else self.binding["rest.past_keys_kept"])
         self.sessions: dict[int, Session] = {}
@@ -255,7 +256,8 @@ class ReferenceHse(asyncio.DatagramProtocol):
         if self.behaviour.verifies_mac and not self.security.verify(packet, session.keys, UPLINK):
             raise Reject("invalid_mac", "MAC does not verify", self._reaction("invalid_mac"))
         seen = session.ue_cp_counter if plane == "cp" else session.ue_up_counter
-        if self.behaviour.checks_replay and packet.counter <= seen:
+        checked = self.behaviour.checks_replay and (plane == "up" or self.behaviour.checks_cp_replay)
+        if checked and packet.counter <= seen:
             raise Reject(
                 "replayed_counter", f"counter {packet.counter} not above {seen}", self._reaction("replayed_counter")
             )
@@ -308,7 +310,9 @@ class ReferenceHse(asyncio.DatagramProtocol):
             eas_id = tlvs["enterprise_setup"].decode("utf-8")
             subscriber = self.db.by_suci(tlvs["suci"]) if "suci" in tlvs else self.db.by_imsi(decode_imsi(tlvs["imsi"]))
         except UnknownSubscriber as exc:
-            raise Reject("unknown_subscriber", str(exc)) from None
+            if self.behaviour.refuses_unknown_subscribers:
+                raise Reject("unknown_subscriber", str(exc)) from None
+            subscriber = self.db.first()  # fault: a "default subscriber" for any identity it does not know
         except (ValueError, UnicodeDecodeError) as exc:
             raise Reject("invalid_tlv", str(exc)) from None
         # TS 33.163 6.2.6.1.1 [C]: Serving Network is mandatory with 5G authentication or confidentiality
@@ -323,7 +327,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
 
     def _key_agreement(self, offered: list[str], subscriber: SubscriberState, snn: bytes | None) -> str:
         usable = {"umts"} | ({"5g_aka", "eap_aka_prime"} if snn else set())
-        if self.layout.serving_network_encoding == "plmn_id" and snn:
+        if self._sn_id(snn) is not None:  # KASME needs the serving network's PLMN id (TS 33.401 A.2)
             usable |= {"eps"}
         for name in KEY_AGREEMENT_PREFERENCE:
             if name in offered and name in subscriber.config.key_agreements and name in usable:
@@ -397,8 +401,27 @@ class ReferenceHse(asyncio.DatagramProtocol):
         }
         if snn is not None:
             inputs["snn"] = snn
+        sn_id = self._sn_id(snn)
+        if sn_id is not None:
+            inputs["sn_id"] = sn_id
         derived, _ = self.hierarchy.derive_all(ck=vector.ck, ik=vector.ik, key_agreement=agreement, inputs=inputs)
         return {name: d.value for name, d in derived.items()}
+
+    def _sn_id(self, serving_network: bytes | None) -> bytes | None:
+        """The SN id of KASME (TS 33.401 A.2) for the Serving Network TLV a UE sent: the TLV itself under the
+        plmn_id encoding; under snn, the PLMN id this HSE knows for that name (the PIXIT's serving_network_id for
+        its serving_network_name), else the name's MCC and 3-digit MNC. None: no EPS keys can be derived."""
+        if serving_network is None:
+            return None
+        if self.layout.serving_network_encoding == "plmn_id":
+            return serving_network if len(serving_network) == 3 else None
+        pixit = self.profile.pixit
+        if pixit.serving_network_id is not None and serving_network == pixit.serving_network_name.encode("utf-8"):
+            return pixit.serving_network_id
+        try:
+            return plmn_identity(*serving_network_plmn(serving_network.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError):
+            return None
 
     def _request_checksum(self, request: bytes, keys: dict[str, bytes]) -> bytes:
         size = self.binding["emsdp.request_checksum.bytes"]
@@ -427,7 +450,14 @@ class ReferenceHse(asyncio.DatagramProtocol):
         self.behaviour.miscode(items, self.layout.tags)
         command = self.behaviour.session_start_command
         session.hse_cp_counter += 1
-        return self.codec.cp(command, items, key_id=0, counter=session.hse_cp_counter, session_id=session.id)
+        return self.codec.cp(
+            command,
+            items,
+            key_id=0,
+            counter=session.hse_cp_counter,
+            session_id=session.id,
+            rfu=self.behaviour.session_start_rfu,
+        )
 
     def _publish_eas_key(self, session: Session, vector: AuthVector, keys: dict[str, bytes]) -> None:
         kid = key_identifier(
@@ -437,6 +467,8 @@ class ReferenceHse(asyncio.DatagramProtocol):
             key=keys.get(self.binding["keys.key_identifier.hash_of"]),
             hash_name=self.binding["keys.key_identifier.hash"],
         )
+        if not self.behaviour.new_key_id_per_agreement:  # fault: one key identifier per subscriber, its first
+            kid = session.subscriber.first_key_id = session.subscriber.first_key_id or kid
         self.eas_keys.add(session.eas_id, session.subscriber.imsi, kid, keys["kint_eas_psk"])
         if self.key_published is not None:
             self.key_published(session.eas_id, session.subscriber.imsi)
@@ -531,7 +563,8 @@ class ReferenceHse(asyncio.DatagramProtocol):
         self._publish_eas_key(session, pending, new_keys)  # the session keeps its keys (seed 003: next session)
 
     def on_terminate_request(self, session: Session, packet: Any, addr: tuple[str, int]) -> None:
-        del self.sessions[session.id]  # gone before the UE can read the answer: nothing may still use it
+        if self.behaviour.ends_terminated_sessions:
+            del self.sessions[session.id]  # gone before the UE can read the answer: nothing may still use it
         self.send(self.protected(session, "session_terminate_response", []), session.addr)
 
     def on_terminate_response(self, session: Session, packet: Any, addr: tuple[str, int]) -> None:

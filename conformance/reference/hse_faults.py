@@ -30,19 +30,28 @@ class HseBehaviour:
     unknown_tag_on_first_tlv: bool = False  # the first Session Start TLV under a tag the binding does not define
     short_length_tlvs: tuple[str, ...] = ()  # Session Start TLVs whose length field says one octet less
     session_start_command: str = "session_start"  # the command that answers a Session Request
+    session_start_rfu: int = 0  # the header's reserved bit in the Session Start
+    refuses_unknown_subscribers: bool = True  # False: an unknown identity is served as the PIXIT's first subscriber
     # -- sending (_transmit; HseServer._open binds the second socket) -------------------------------------------
     reply_from_other_port: bool = False  # replies leave from another UDP port than the one the UE asked
     # -- checking what the UE sends (on_control_plane, verify, on_start_confirmation, on_manage_keys_response) --
     unknown_command_reaction: str | None = None  # None: the binding's emsdp.error_reaction.unknown_command
     verifies_mac: bool = True  # a protected message's MAC is verified
     checks_replay: bool = True  # a protected message's counter must be above the last one accepted
+    checks_cp_replay: bool = True  # the CP counter is checked too (checks_replay: both planes' counters)
     checks_res: bool = True  # RES must equal XRES (Start Confirmation, Manage Keys Response)
     resynchronises: bool = True  # AUTS in a Start Confirmation resynchronises the subscriber's SQN
+    # -- procedures on a session (on_terminate_request) ---------------------------------------------------------
+    ends_terminated_sessions: bool = True  # False: a Terminate Request is answered, and the session kept
     # -- AKA vectors and key derivation (SubscriberDb, _derivation_binding) -------------------------------------
     fresh_sqn: bool = True  # False: every vector reuses the subscriber's current SQN
+    fresh_rand: bool = True  # False: every vector of a subscriber has the same RAND (its SQN still advances)
+    new_key_id_per_agreement: bool = True  # False: KInt_EAS_PSK filed under the subscriber's first key identifier
     kint_fc_xor: int = 0  # XORed into the FC of KInt's derivation
     kint_eas_psk_key: str | None = None  # the KDF key of KInt_EAS_PSK instead of the binding's (e.g. ck_ik)
     algorithm_key_take: str | None = None  # which bits ALGORITHM_KEYS keep instead of the binding's (e.g. msb)
+    eps_root: str | None = None  # the key EPS AKA roots the BEST keys in instead of the binding's KASME (e.g. ck_ik)
+    eap_aka_prime_fc_of_5g_aka: bool = False  # KHSE after EAP-AKA' derived with 5G AKA's FC (0x63), not 0x64
     # -- dying (handle, start_session; `die` logs the moment and closes or hangs the rest) ----------------------
     hangs_after_setup: bool = False  # after its first Session Start is sent, nothing is answered
     exits_on_malformed: bool = False  # the first datagram that does not decode as EMSDP closes the sockets
@@ -58,6 +67,10 @@ class HseBehaviour:
         if self.algorithm_key_take is not None:
             for name in ALGORITHM_KEYS:
                 overrides[f"keys.derivations.{name}.take"] = self.algorithm_key_take
+        if self.eps_root is not None:
+            overrides["keys.root_by_key_agreement.eps"] = self.eps_root
+        if self.eap_aka_prime_fc_of_5g_aka:
+            overrides["keys.derivations.khse_eap_aka_prime.fc"] = binding["keys.derivations.khse.fc"]
         return overrides
 
     def autn(self, autn: bytes) -> bytes:
@@ -82,6 +95,7 @@ class HseBehaviour:
 # HSE fault (faults.yaml) -> the HseBehaviour fields it overrides; the comment says where hse.py reads them.
 FAULTS: dict[str, dict[str, Any]] = {
     # -- codec ---------------------------------------------------------------------------------------------------
+    "rfu_bit_set": {"session_start_rfu": 1},  # _session_start: the reserved bit sent as 1
     "wrong_tlv_tag": {"unknown_tag_on_first_tlv": True},  # _session_start: RAND, first, under an undefined tag
     "wrong_tlv_length": {"short_length_tlvs": ("autn",)},  # _session_start: AUTN's length one octet short
     "tlv_order_swapped": {"reversed_tlvs": True},  # _session_start: the TLVs in reverse binding order
@@ -92,6 +106,8 @@ FAULTS: dict[str, dict[str, Any]] = {
     "reply_from_wrong_port": {"reply_from_other_port": True},  # HseServer._open, _transmit: a second socket
     "no_reject_on_unknown_command": {"unknown_command_reaction": "discard"},  # on_control_plane: dropped
     "session_id_zero": {"zero_session_id": True},  # start_session: Session ID 0
+    "serves_terminated_session": {"ends_terminated_sessions": False},  # on_terminate_request: the session is kept
+    "answers_unknown_subscriber": {"refuses_unknown_subscribers": False},  # on_session_request: first subscriber
     # -- crypto --------------------------------------------------------------------------------------------------
     "wrong_fc": {"kint_fc_xor": 0x01},  # _derivation_binding: KInt's FC with its last bit flipped
     "wrong_kdf_key": {"kint_eas_psk_key": "ck_ik"},  # _derivation_binding: KInt_EAS_PSK keyed with CK‖IK
@@ -102,6 +118,11 @@ FAULTS: dict[str, dict[str, Any]] = {
     "wrong_truncation": {"algorithm_key_take": "msb"},  # _derivation_binding: algorithm keys keep their MSBs
     "res_not_checked": {"checks_res": False},  # on_start_confirmation, on_manage_keys_response: any RES
     "resync_ignored": {"resynchronises": False},  # on_start_confirmation: AUTS dropped, a new vector as stale
+    "cp_replay_accepted": {"checks_cp_replay": False},  # verify: any CP counter accepted, UP counters still checked
+    "static_rand": {"fresh_rand": False},  # __init__: SubscriberDb(static_rand=True)
+    "key_id_reused": {"new_key_id_per_agreement": False},  # _publish_eas_key: the subscriber's first key identifier
+    "eps_keys_from_ck_ik": {"eps_root": "ck_ik"},  # _derivation_binding: EPS AKA's keys rooted in CK‖IK, not KASME
+    "eap_aka_prime_khse_fc_0x63": {"eap_aka_prime_fc_of_5g_aka": True},  # _derivation_binding: FC 0x63 after EAP-AKA'
     # -- dead ----------------------------------------------------------------------------------------------------
     "hse_hangs_after_setup": {"hangs_after_setup": True},  # start_session: die, then send the Session Start
     "hse_exits_on_malformed": {"exits_on_malformed": True},  # handle: die on a datagram that is not EMSDP

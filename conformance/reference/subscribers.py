@@ -28,18 +28,25 @@ class SubscriberState:
     sqn: int
     ind_bits: int
     stale_sqn: bool = False  # fault: reuse the current SQN for every vector
+    static_rand: bool = False  # fault: the same RAND in every vector (the subscriber's first)
     vectors_issued: int = field(default=0)
+    first_rand: bytes = b""
+    first_key_id: bytes = b""  # fault key_id_reused: the key identifier of the subscriber's first key agreement
 
     @property
     def imsi(self) -> str:
         return self.config.imsi
 
     def next_vector(self) -> AuthVector:
-        """A fresh vector: SEQ + 1 (in the IND slot 0) unless the stale_sqn fault is on."""
+        """A fresh vector: a random RAND and SEQ + 1 (in the IND slot 0), unless the static_rand or stale_sqn
+        fault is on."""
         if not self.stale_sqn or not self.vectors_issued:
             self.sqn += 1 << self.ind_bits
         self.vectors_issued += 1
-        return generate_vector(self.milenage, os.urandom(16), sqn_bytes(self.sqn), self.config.amf)
+        rand = os.urandom(16)
+        if self.static_rand:
+            rand = self.first_rand = self.first_rand or rand
+        return generate_vector(self.milenage, rand, sqn_bytes(self.sqn), self.config.amf)
 
     def resynchronise(self, rand: bytes, auts: bytes, resync_amf: bytes) -> None:
         """Verify AUTS and continue from the USIM's SQN_MS. Raises AuthError if MAC-S does not verify."""
@@ -48,13 +55,13 @@ class SubscriberState:
 
 
 class SubscriberDb:
-    def __init__(self, profile: LoadedProfile, *, stale_sqn: bool = False):
+    def __init__(self, profile: LoadedProfile, *, stale_sqn: bool = False, static_rand: bool = False):
         ind_bits = profile.binding["aka.sqn.ind_bits"]
         self._by_imsi: dict[str, SubscriberState] = {}
         for sub in profile.pixit.subscribers:
             milenage = Milenage(sub.k, sub.opc) if sub.opc else Milenage.from_op(sub.k, sub.op)
             self._by_imsi[sub.imsi] = SubscriberState(
-                sub, milenage, int.from_bytes(sub.sqn, "big"), ind_bits, stale_sqn
+                sub, milenage, int.from_bytes(sub.sqn, "big"), ind_bits, stale_sqn, static_rand
             )
         self._hn_keys = {(k.id, k.profile): k.private_key for k in profile.pixit.home_network_keys if k.private_key}
         self._suci_format = profile.binding["suci.format"]
@@ -64,6 +71,10 @@ class SubscriberDb:
             return self._by_imsi[imsi]
         except KeyError:
             raise UnknownSubscriber(f"no subscriber with IMSI {imsi}") from None
+
+    def first(self) -> SubscriberState:
+        """The first subscriber of the profile (what the answers_unknown_subscriber fault serves any stranger as)."""
+        return next(iter(self._by_imsi.values()))
 
     def by_suci(self, value: bytes) -> SubscriberState:
         """De-conceal a SUCI TLV value with the home network private key it names (TS 33.501 C.3)."""

@@ -4,6 +4,8 @@ or receives UE keys."""
 from __future__ import annotations
 
 import queue
+import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,3 +71,80 @@ class KeyClient:
         self.client.close()
         if self._receiver is not None:
             self._receiver.stop()
+
+
+TLS_RECORD_TYPES = range(0x14, 0x19)  # change_cipher_spec, alert, handshake, application_data, heartbeat
+TLS_ALERT = 0x15
+ENOUGH = 1024  # octets of a plaintext answer read to say what it is
+
+
+@dataclass(frozen=True)
+class PlainAnswer:
+    """What a server sent back to a request in the clear, and how the connection ended."""
+
+    octets: bytes  # what arrived, up to its first line (HTTP) or its first record (TLS)
+    ending: str  # closed (the server closed), reset (it reset the connection), waiting (open, nothing more came)
+
+    @property
+    def http(self) -> bool:
+        """Whether the octets are (the start of) an HTTP response."""
+        return bool(self.octets) and (self.octets.startswith(b"HTTP/") or b"HTTP/".startswith(self.octets))
+
+    @property
+    def tls(self) -> bool:
+        """Whether the octets start a TLS record (RFC 8446 5.1: content type, then legacy version 3.x)."""
+        return len(self.octets) >= 2 and self.octets[0] in TLS_RECORD_TYPES and self.octets[1] == 3
+
+    @property
+    def status_line(self) -> str:
+        return self.octets.split(b"\r\n", 1)[0].decode("latin-1")
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status of a plaintext HTTP answer, if its status line reads."""
+        parts = self.status_line.split(" ")
+        return int(parts[1]) if self.http and len(parts) > 1 and parts[1].isdigit() else None
+
+    def describe(self) -> str:
+        if not self.octets:
+            return {"closed": "the connection closed", "reset": "the connection reset"}.get(
+                self.ending, "no answer, the connection left open"
+            )
+        if self.http:
+            return f"a plaintext HTTP answer: {self.status_line!r}"
+        if self.tls and self.octets[0] == TLS_ALERT and len(self.octets) >= 7:
+            return f"a TLS alert (level {self.octets[5]}, description {self.octets[6]}), then {self.ending}"
+        if self.tls:
+            return f"a TLS record of content type {self.octets[0]:#04x}, then {self.ending}"
+        return f"{len(self.octets)} octets in the clear that are neither HTTP nor TLS: {self.octets[:32].hex()}"
+
+
+def plain_http_exchange(host: str, port: int, request: bytes, timeout: float) -> PlainAnswer:
+    """Send `request` in the clear on a new TCP connection to (host, port) and read the answer: until its first
+    line (HTTP) or first record header and two octets (a TLS alert) arrived, the server closed or reset the
+    connection, or `timeout` passed. Raises OSError when no connection could be made (nothing listens, no
+    answer to the connect)."""
+    received = b""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        try:
+            sock.sendall(request)
+            while not _says_enough(received):
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = sock.recv(ENOUGH)
+                if not chunk:
+                    return PlainAnswer(received, "closed")
+                received += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return PlainAnswer(received, "reset")
+        except TimeoutError:
+            return PlainAnswer(received, "waiting")
+    return PlainAnswer(received, "waiting")
+
+
+def _says_enough(octets: bytes) -> bool:
+    if len(octets) >= ENOUGH:
+        return True
+    if octets[:1] and octets[0] in TLS_RECORD_TYPES:
+        return len(octets) >= 7  # record header (5) and an alert's level and description
+    return b"\r\n" in octets or (len(octets) >= 5 and not octets.startswith(b"HTTP/"))

@@ -19,7 +19,7 @@ from typing import Any
 
 from conformance.capture.tap import PcapTap
 from conformance.crypto.aka import AutnCheck, AutnOutcome, SqnPolicy, Usim
-from conformance.crypto.keys import KeyHierarchy
+from conformance.crypto.keys import KeyHierarchy, plmn_identity, serving_network_plmn
 from conformance.crypto.milenage import Milenage
 from conformance.crypto.protect import DOWNLINK, UPLINK
 from conformance.emsdp.codec import Codec
@@ -67,6 +67,19 @@ __all__ = [  # what the engine and tests take from the UE role, wherever it live
 ]
 
 
+def serving_network_id(encoding: str, network: str) -> bytes | None:
+    """The SN id of KASME (TS 33.401 A.2) for the serving network the UE names in its Session Request, when no
+    PIXIT gives it: the Serving Network TLV itself under the plmn_id encoding, else the PLMN identity of the
+    serving network name's MCC and (3-digit) MNC; None if neither reads."""
+    try:
+        if encoding == "plmn_id":
+            octets = bytes.fromhex(network)
+            return octets if len(octets) == 3 else None
+        return plmn_identity(*serving_network_plmn(network))
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Credentials:
     imsi: str
@@ -110,6 +123,7 @@ class Ue:
         *,
         snn: str,
         eas_id: str,
+        sn_id: bytes | None = None,
         tap: PcapTap | None = None,
         timeout: float = 2.0,
     ):
@@ -126,6 +140,7 @@ class Ue:
         )
         self.hse = hse
         self.snn = snn
+        self.sn_id = sn_id if sn_id is not None else serving_network_id(self.layout.serving_network_encoding, snn)
         self.eas_id = eas_id
         self.timeout = timeout
         link = UdpLink(hse, tap, timeout)
@@ -320,8 +335,13 @@ class Ue:
             "enc_alg_id": bytes([config["ciphering_algorithm"]]),
             "int_alg_id": bytes([config["integrity_algorithm"]]),
         }
+        if self.sn_id is not None:
+            inputs["sn_id"] = self.sn_id
         agreement = config.get("key_agreement")
-        derived, _ = self.hierarchy.derive_all(ck=ck, ik=ik, key_agreement=agreement, inputs=inputs)
+        derived, skipped = self.hierarchy.derive_all(ck=ck, ik=ik, key_agreement=agreement, inputs=inputs)
+        root = self.hierarchy.root_by_key_agreement[agreement]
+        if root in skipped:  # e.g. EPS AKA without the serving network's PLMN id: no key of the session exists
+            raise ProtocolError(f"the UE cannot derive {root}, the root of {agreement}: {skipped[root]}")
         return {name: d.value for name, d in derived.items()}
 
     def _checksum_ok(self, checksum: bytes | None, keys: Mapping[str, bytes]) -> bool:
@@ -348,7 +368,7 @@ class Ue:
             try:  # the key is the session's: derive it as the USIM would, without touching the USIM's SQN
                 ck, ik = self.milenage.f2345(tlvs["rand"])[1:3]
                 keys = self._keys(tlvs, decode_hse_config(self.layout, tlvs["hse_config"]), ck, ik)
-            except (KeyError, ValueError):
+            except (KeyError, ValueError, ProtocolError):
                 return None
         return hmac.compare_digest(self._request_checksum(request, keys)[: len(checksum)], checksum)
 

@@ -4,7 +4,15 @@ import pytest
 
 from conformance.binding import load_binding
 from conformance.crypto.kdf import kdf
-from conformance.crypto.keys import INPUT_NAMES, ROOT_NAMES, KeyHierarchy, key_identifier, param_octets
+from conformance.crypto.keys import (
+    INPUT_NAMES,
+    ROOT_NAMES,
+    KeyHierarchy,
+    key_identifier,
+    param_octets,
+    plmn_identity,
+    serving_network_plmn,
+)
 from tests.kat import check_known_answer, h, load_fixture
 
 KHSE = load_fixture("khse_selfcomputed.yaml")
@@ -150,3 +158,47 @@ def test_key_identifier_hash_scheme_and_errors():
         bits = kwargs.pop("bits", 32)
         with pytest.raises(ValueError, match=message):
             key_identifier(scheme, bits, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("mcc", "mnc", "plmn"),
+    [
+        ("208", "034", "024830"),  # the SN id of the TS 33.401 A.2 KASME vector (digest 8.3), read back
+        ("208", "93", "02f839"),  # a 2-digit MNC: F fills MNC digit 3
+        ("310", "410", "130014"),  # a 3-digit MNC
+        ("001", "01", "00f110"),  # the test PLMN of the reference subscribers' IMSIs
+    ],
+)
+def test_plmn_identity_is_the_ts_24_008_octet_coding(mcc, mnc, plmn):
+    """The 3-octet PLMN identity that is KASME's SN id (TS 24.008 10.5.1.13, TS 24.301 9.9.3.32)."""
+    assert plmn_identity(mcc, mnc) == bytes.fromhex(plmn)
+
+
+def test_kasme_through_the_binding_with_the_sn_id_from_mcc_and_mnc():
+    kasme = load_fixture("kdf_ts33220.yaml")["kasme"]
+    inputs = {"sn_id": plmn_identity("208", "034"), "sqn_xor_ak": h(kasme["sqn_xor_ak"])}
+    derived, _ = KeyHierarchy.from_binding(load_binding()).derive_all(
+        ck=h(kasme["ck"]), ik=h(kasme["ik"]), key_agreement="eps", inputs=inputs
+    )
+    assert derived["kasme"].value == h(kasme["kasme"])
+    assert derived["kint"].key_name == "kasme"
+
+
+def test_serving_network_name_gives_mcc_and_the_mnc_as_written():
+    assert serving_network_plmn("5G:mnc001.mcc001.3gppnetwork.org") == ("001", "001")
+    assert serving_network_plmn("5G:mnc093.mcc208.3gppnetwork.org") == ("208", "093")
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ("mnc001.mcc001.3gppnetwork.org", "not a 5G serving network name"),
+        ("5G:mcc001.mnc001.3gppnetwork.org", "not a 5G serving network name"),
+        ("5G:mnc01.mcc001.3gppnetwork.org", "not 3 digits each"),
+    ],
+)
+def test_what_is_no_serving_network_name_is_refused(bad, why):
+    with pytest.raises(ValueError, match=why):
+        serving_network_plmn(bad)
+    with pytest.raises(ValueError, match="3-digit MCC"):
+        plmn_identity("01", "01")

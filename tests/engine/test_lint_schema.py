@@ -147,3 +147,15 @@ def test_every_verb_and_matcher_declares_a_valid_schema():
 def test_every_shipped_suite_lints_clean(kind):
     cases, report = load_suite(suite_dir(kind).glob("*.yaml"))
     assert cases and report.errors == []
+
+
+@pytest.mark.parametrize("action", ["plain_http", "http_upgrade"])
+def test_plain_http_actions_take_no_certificate_or_status_and_need_a_proof_of_life(tmp_path, action):
+    """HTTP in the clear to the key server's TLS port (TLS-210-005) is a refusal: an absence on the key server,
+    which a later step must show still serving; it presents no certificate and has no HTTP status to expect."""
+    path, errors = lint(tmp_path, f"    - key_client: {action}\n      with: {{certificate: none, status: refused}}\n")
+    assert any(f"{path}:9: case HSE-X-001: key_client: option certificate: not taken with" in e for e in errors)
+    assert any(f"{path}:9: case HSE-X-001: key_client: option status: not taken with" in e for e in errors)
+    assert any("expects absence on the SUT's key server" in e for e in errors), errors
+    _, errors = lint(tmp_path, f"    - key_client: {action}\n    - key_client: register\n")
+    assert errors == []

@@ -214,3 +214,41 @@ def test_every_matcher_declares_a_schema():
     from conformance.engine.matchers import MATCHER_SCHEMAS
 
     assert set(MATCHER_SCHEMAS) == set(MATCHERS)
+
+
+# ---- vector: fresh (a new RAND, key identifier and SQN per AKA run) ------------------------------------------
+
+
+def vector_ue(sqns):
+    """A UE that reads the SQN of a message from a table (RAND -> SQN), as its USIM would from AUTN."""
+    return SimpleNamespace(
+        credentials=SimpleNamespace(imsi="001010123456789"),
+        sqn_of=lambda packet: sqns[bytes(packet.tlvs[0].value)],
+    )
+
+
+def session_start(ctx, rand, session_id=5):
+    return received(ctx, "session_start", [("rand", rand), ("autn", bytes(16))], session_id=session_id)
+
+
+def test_vector_fresh_wants_an_earlier_vector_then_a_new_rand_key_id_and_a_higher_sqn():
+    from conformance.engine.matchers import note_vector
+
+    ctx = context()
+    first = bytes(16)
+    same_lsbs = bytes([1]) + bytes(15)  # another RAND with the same 32 least significant bits: the same key id
+    new_sqn_too_low, new = bytes(15) + b"\x07", bytes(15) + b"\x08"
+    ue = vector_ue({first: 32, same_lsbs: 64, new_sqn_too_low: 32, new: 33})
+    with pytest.raises(Inconclusive, match="no earlier AKA vector"):
+        check(ctx, session_start(ctx, first), {"vector": "fresh"}, ue)
+    note_vector(ctx, ue, session_start(ctx, first))
+    with pytest.raises(CheckFailed, match="a RAND not sent to this subscriber before"):
+        check(ctx, session_start(ctx, first, session_id=6), {"vector": "fresh"}, ue)
+    with pytest.raises(CheckFailed, match="key identifier"):  # keys.key_identifier.scheme rand_lsb
+        check(ctx, session_start(ctx, same_lsbs), {"vector": "fresh"}, ue)
+    with pytest.raises(CheckFailed, match="an SQN above every earlier one"):
+        check(ctx, session_start(ctx, new_sqn_too_low), {"vector": "fresh"}, ue)
+    check(ctx, session_start(ctx, new), {"vector": "fresh"}, ue)
+    assert [sqn for _, _, sqn in ctx.saved["vectors"]["001010123456789"]] == [32, 33]  # kept for the next check
+    with pytest.raises(ValueError, match="takes only 'fresh'"):
+        check(ctx, session_start(ctx, first), {"vector": "stale"}, ue)

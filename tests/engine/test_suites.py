@@ -129,3 +129,71 @@ def test_fault_catchers_cover_every_fault_the_reference_hse_serves():
 @pytest.mark.parametrize("fault", sorted(FAULT_CATCHERS))
 def test_fault_is_caught(profile, tmp_path, fault):
     assert_fault_caught(profile, BY_ID, FAULT_CATCHERS[fault], fault, tmp_path)
+
+
+# ---- caught whatever the SUT claims, wherever the behaviour shows ---------------------------------------------
+
+# PICS a SUT may leave out -> (the PICS items it changes, {fault: the cases that still catch it}). A fault is listed
+# under every variant in which its behaviour can still be seen on the wire; a fault seen only through what a
+# variant leaves out (e.g. a replayed Manage Keys message without Manage Keys) is not.
+WITHOUT_MANAGE_KEYS = {"manage_keys_from_ue": False, "manage_keys_from_hse": False}
+WITHOUT_UE_TO_HSE = {"modes": ["ue_to_eas"]}
+PICS_VARIANTS: dict[str, tuple[dict[str, object], dict[str, list[str]]]] = {
+    "no Manage Keys": (
+        WITHOUT_MANAGE_KEYS,
+        {
+            "static_rand": ["HSE-SS-014"],
+            "serves_terminated_session": ["HSE-TE-006", "HSE-TE-007"],
+            "answers_unknown_subscriber": ["HSE-SR-015"],
+            "key_id_reused": ["HSE-EAS-014"],
+        },
+    ),
+    "no UE-to-HSE user plane": (
+        WITHOUT_UE_TO_HSE,
+        {
+            "cp_replay_accepted": ["HSE-CT-011"],
+            "static_rand": ["HSE-SS-014", "HSE-MK-001"],
+            "serves_terminated_session": ["HSE-TE-007", "HSE-TE-008"],
+            "key_id_reused": ["HSE-EAS-014"],
+        },
+    ),
+    "neither": (
+        WITHOUT_MANAGE_KEYS | WITHOUT_UE_TO_HSE,
+        {"static_rand": ["HSE-SS-014"], "serves_terminated_session": ["HSE-TE-007"]},
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("variant", "fault"), [(v, f) for v, (_, faults) in PICS_VARIANTS.items() for f in sorted(faults)]
+)
+def test_fault_is_caught_without_optional_pics(tmp_path, variant, fault):
+    """E.g. a static RAND with Manage Keys off in the PICS: the base suite's consecutive sessions catch it."""
+    pics, faults = PICS_VARIANTS[variant]
+    data = yaml.safe_load(PROFILE_FILE.read_text(encoding="utf-8"))
+    data["pics"] = {**data["pics"], **pics}
+    assert_fault_caught(load_profile(data), BY_ID, faults[fault], fault, tmp_path)
+
+
+@pytest.mark.parametrize("variant", sorted(PICS_VARIANTS))
+def test_the_conformant_reference_passes_the_catchers_without_optional_pics(tmp_path, variant):
+    pics, faults = PICS_VARIANTS[variant]
+    data = yaml.safe_load(PROFILE_FILE.read_text(encoding="utf-8"))
+    data["pics"] = {**data["pics"], **pics}
+    ids = sorted({i for catchers in faults.values() for i in catchers})
+    results = run_against_reference(load_profile(data), (BY_ID[i] for i in ids), tmp_path)
+    assert all(r.verdict is Verdict.PASS for r in results.values()), [explain(r) for r in results.values()]
+
+
+def test_the_pics_variants_leave_their_cases_applicable_and_the_rest_out(tmp_path):
+    """The variants do switch off what they claim to: the Manage Keys and user-plane catchers do not apply."""
+    data = yaml.safe_load(PROFILE_FILE.read_text(encoding="utf-8"))
+    data["pics"] = {**data["pics"], **WITHOUT_MANAGE_KEYS, **WITHOUT_UE_TO_HSE}
+    cases = (BY_ID[i] for i in ("HSE-CT-002", "HSE-CT-011", "HSE-TE-006", "HSE-TE-007"))
+    verdicts = {i: r.verdict for i, r in run_against_reference(load_profile(data), cases, tmp_path).items()}
+    assert verdicts == {
+        "HSE-CT-002": Verdict.NOT_APPLICABLE,
+        "HSE-CT-011": Verdict.NOT_APPLICABLE,
+        "HSE-TE-006": Verdict.NOT_APPLICABLE,
+        "HSE-TE-007": Verdict.PASS,
+    }

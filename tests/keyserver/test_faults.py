@@ -21,6 +21,7 @@ from conformance.keyserver.certs import CertificateDirectory
 from conformance.keyserver.schema import XmlNames
 from conformance.keyserver.server import KeyServer, server_ssl_context
 from conformance.keyserver.xml import UeKey
+from conformance.roles.key_client import PlainAnswer, plain_http_exchange
 from tests.keyserver import CLIENT_ID, OPC, OTHER_CLIENT_ID, RAND, UE_ID, K, rand_of_run, running_keyserver
 
 BINDING = load_binding()
@@ -191,6 +192,53 @@ def check_keyserver_closes_connections(ks, faulty):
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError):
             completed = False
     assert completed is not faulty
+
+
+def _plain(ks, head: str, body: bytes = b"") -> PlainAnswer:
+    """A request in the clear on the key server's TLS port, and what came back."""
+    host, port = ks.server.host, ks.server.port
+    fields = f"Host: {host}:{port}\r\nContent-Type: {BINDING['rest.content_type']}\r\nContent-Length: {len(body)}"
+    request = f"{head}\r\n{fields}\r\n\r\n".encode() + body
+    return plain_http_exchange(host, port, request, timeout=1.0)
+
+
+def check_plain_http_answered(ks, faulty):
+    """The registration POST in the clear: the faulty server answers it in plain HTTP (403: no certificate, no
+    identity), the conformant one gives no HTTP answer; mutual TLS works on the same port either way."""
+    with ks.client(CLIENT_ID) as client:
+        answer = _plain(ks, f"POST {BINDING['rest.paths.register']} HTTP/1.1", client.xml.registration(CLIENT_ID))
+        assert answer.http is faulty, answer.describe()
+        if faulty:
+            assert answer.status == STATUS["forbidden"][0], answer.describe()
+        assert client.register(CLIENT_ID)
+
+
+def check_http_upgrade_accepted(ks, faulty):
+    """RFC 2817 3.2: the faulty server answers OPTIONS * with Upgrade: TLS/1.2 by 101 and runs mutual TLS on the
+    same connection, and drops plain HTTP without the Upgrade; the conformant one answers neither in HTTP."""
+    host, port = ks.server.host, ks.server.port
+    pair = ks.certs.client(CLIENT_ID)
+    context = ssl.create_default_context(cafile=str(ks.certs.ca))
+    context.load_cert_chain(str(pair.cert), str(pair.key))
+    request = f"OPTIONS * HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: TLS/1.2\r\nConnection: Upgrade\r\n\r\n"
+    with socket.create_connection((host, port), timeout=2) as sock:
+        sock.sendall(request.encode())
+        try:
+            head = sock.recv(4096)
+        except (TimeoutError, ConnectionError):
+            head = b""
+        assert head.startswith(b"HTTP/1.1 101 ") is faulty, head
+        if faulty:  # the TLS handshake and a registration on the upgraded connection
+            with context.wrap_socket(sock, server_hostname=host) as tls, ks.client(CLIENT_ID) as client:
+                body = client.xml.registration(CLIENT_ID)
+                tls.sendall(
+                    f"POST {BINDING['rest.paths.register']} HTTP/1.1\r\nHost: {host}\r\n"
+                    f"Content-Type: {BINDING['rest.content_type']}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                assert tls.recv(4096).startswith(f"HTTP/1.1 {STATUS['registered'][0]} ".encode())
+    plain = _plain(ks, f"POST {BINDING['rest.paths.register']} HTTP/1.1")
+    assert not plain.http, plain.describe()
 
 
 CHECKS = {name: globals()[f"check_{name}"] for name in KEYSERVER_FAULTS}

@@ -76,6 +76,42 @@ def test_umts_when_the_ue_offers_no_5g(hse):
         assert session.config["key_agreement"] == "umts"
 
 
+@pytest.mark.parametrize(("agreement", "root"), [("eps", "kasme"), ("eap_aka_prime", "khse_eap_aka_prime")])
+def test_eps_and_eap_aka_prime_sessions_are_rooted_as_ts_33_163_5_says(hse, agreement, root):
+    """EPS AKA roots the keys in KASME (SN id: the PIXIT's serving_network_id for its serving network name),
+    EAP-AKA' in KHSE(0x64) from CK'||IK': the UE's echo verifies and the EAS gets the UE's key."""
+    with ue_for(hse, sn_id=PROFILE.pixit.serving_network_id) as ue:
+        session = ue.start(key_agreements=(agreement,))
+        assert session.config["key_agreement"] == agreement and root in session.keys
+        ue.send(ue.user_data(b"rooted"))
+        assert ue.check_downlink(ue.expect(None)) == b"rooted"
+        key_id = session.rand[-4:]  # default binding: 32 LSBs of RAND
+        assert hse.protocol.eas_keys.lookup(EAS, ue.credentials.imsi, key_id) == session.keys["kint_eas_psk"]
+
+
+def test_eps_needs_the_serving_network_and_the_subscribers_permission(hse):
+    """Without a Serving Network TLV there is no SN id for KASME: UMTS AKA instead. A subscriber the PIXIT
+    restricts to UMTS AKA is refused EPS AKA with cause service_not_allowed."""
+    with ue_for(hse) as ue:
+        assert ue.start(key_agreements=("eps", "umts"), serving_network=False).config["key_agreement"] == "umts"
+    restricted = next(i for i, s in enumerate(PROFILE.pixit.subscribers) if s.key_agreements == ["umts"])
+    with ue_for(hse, restricted) as ue:
+        ue.session_request(key_agreements=("eps",))
+        assert cause_of(ue, ue.expect("message_reject")) == "service_not_allowed"
+
+
+def test_under_the_plmn_id_encoding_the_serving_network_tlv_is_the_sn_id():
+    data = yaml.safe_load(PROFILE_FILE.read_text())
+    data["binding"] = {"emsdp.serving_network.encoding": "plmn_id"}
+    data["pixit"]["serving_network_name"] = "02f839"  # MCC 208, MNC 93, sent as the TLV's 3 octets
+    profile = load_profile(data)
+    with HseServer(profile, port=0) as server, ue_for(server, profile=profile) as ue:
+        assert ue.sn_id == bytes.fromhex("02f839")
+        ue.start(key_agreements=("eps",))
+        ue.send(ue.user_data(b"plmn"))
+        assert ue.check_downlink(ue.expect(None)) == b"plmn"
+
+
 @pytest.mark.parametrize(("offer", "confidentiality"), [(("umts", "5g_aka"), False), (("umts",), True)])
 def test_serving_network_is_mandatory_with_5g_or_confidentiality(hse, offer, confidentiality):
     """TS 33.163 6.2.6.1.1: present if the UE supports 5G authentication or asks for confidentiality."""

@@ -28,11 +28,18 @@ from conformance.engine.schema import (
     step,
     when,
 )
-from conformance.engine.tls_outcomes import control_connection, refusal, tls_only, transport_failure
+from conformance.engine.tls_outcomes import (
+    control_connection,
+    key_server_address,
+    refusal,
+    tls_only,
+    transport_failure,
+)
 from conformance.engine.verbs.registry import verb
 from conformance.keyserver.client import KeyServerError
 from conformance.keyserver.xml import UeKey
-from conformance.roles.key_client import KeyClient
+from conformance.roles.emks import Exchange
+from conformance.roles.key_client import KeyClient, plain_http_exchange
 
 KEY_CLIENT_ACTIONS = (
     "register",
@@ -44,6 +51,8 @@ KEY_CLIENT_ACTIONS = (
     "post_raw",
     "old_tls",
     "tls_only",
+    "plain_http",
+    "http_upgrade",
 )
 SESSION = "key_client.session"  # saved: the last session id registered; ".<identity>": each identity's
 FETCHED = "key_client.keys"  # saved: (identity, key id) -> the key each identity fetched
@@ -79,6 +88,7 @@ KEY_FORMS: Schema = {  # the key a fetch asks for (_fetch_key)
 _FETCHES = ("fetch_key", "fetch_after_deregister")
 _NOT_REFUSED: Schema = {"not": {"const": "refused"}, "description": "refused: only with register"}
 _TLS_ACTIONS = ("old_tls", "tls_only")
+_PLAIN_ACTIONS = ("plain_http", "http_upgrade")  # HTTP in the clear on the TLS port (TS 33.210 6.2, RFC 2817)
 
 
 def _action_option(action: str, **properties: Schema) -> Schema:
@@ -107,8 +117,8 @@ KEY_CLIENT_SCHEMA = step(
         only_with(_TLS_ACTIONS, "version"),
         _action_option("old_tls", version=names("TLSv1", "TLSv1.1", title="old TLS version")),
         _action_option("tls_only", version=names("TLSv1.2", "TLSv1.3", title="TLS version")),
-        not_with(_TLS_ACTIONS, "certificate"),
-        not_with([*_TLS_ACTIONS, "expect_push"], "status"),
+        not_with([*_TLS_ACTIONS, *_PLAIN_ACTIONS], "certificate"),
+        not_with([*_TLS_ACTIONS, *_PLAIN_ACTIONS, "expect_push"], "status"),
         when(["register"], {}, otherwise={"properties": {"with": {"properties": {"status": _NOT_REFUSED}}}}),
         only_with([*_FETCHES, "expect_push"], "key"),
         _action_option("expect_push", key=names("provisioned_new", title="pushed key")),
@@ -124,7 +134,9 @@ def key_client(ctx: Context, args: dict[str, Any]) -> None:
     pixit.eas_id, or pixit.emse_id when the SUT is an EMKS). The value: register, subscribe, fetch_key,
     expect_push, deregister, fetch_after_deregister, post_raw (a bad registration body, then the answer's
     status), old_tls (a TLS handshake capped at `version`, TLSv1 or TLSv1.1, must be refused), tls_only (a
-    handshake offering only `version`, TLSv1.2 or TLSv1.3, must complete).
+    handshake offering only `version`, TLSv1.2 or TLSv1.3, must complete), plain_http (the registration sent
+    as plain HTTP to the key server's TLS port must get no HTTP answer), http_upgrade (a plain-HTTP request
+    asking to upgrade to TLS, RFC 2817, must get no HTTP answer either: 101 included).
     with: identity, certificate (own|none|foreign|<other identity>), session_of (use the session id this other
     identity registered, or `unissued`), key (session | next | old | bogus from the UE's session; or, towards an
     EMKS, provisioned_new (the run the provision trigger made) or {provisioned: N, expect: unknown,
@@ -138,6 +150,9 @@ def key_client(ctx: Context, args: dict[str, Any]) -> None:
     if action in _TLS_ACTIONS:
         default = "TLSv1.1" if action == "old_tls" else "TLSv1.2"
         tls_only(ctx, identity, str(options.get("version", default)), accepted=action == "tls_only")
+        return
+    if action in _PLAIN_ACTIONS:
+        _plain_http(ctx, identity, upgrade=action == "http_upgrade")
         return
     if options.get("status") == "refused":
         _refused(ctx, identity, options)
@@ -207,6 +222,48 @@ def _refused(ctx: Context, identity: str, options: dict[str, Any]) -> None:
         refusal(ctx, exc)  # raises when it is no refusal (nothing listens, no answer)
         return
     raise CheckFailed("a refused TLS connection", "a TLS alert or an aborted handshake", f"HTTP {response.status_code}")
+
+
+def _plain_http(ctx: Context, identity: str, *, upgrade: bool) -> None:
+    """HTTP in the clear to the key server's TLS port must get no HTTP answer (TS 33.210 6.2: HTTP runs in a raw
+    TLS tunnel from the first octet, never plain nor upgraded per RFC 2817). upgrade=False: the registration
+    POST, as `register` sends it inside TLS. upgrade=True: RFC 2817 3.2's mandatory upgrade, OPTIONS * with
+    `Upgrade: TLS/<tls.min_version>` and `Connection: Upgrade`. A closed or reset connection, a TLS alert or no
+    answer at all is the refusal (an absence: a later step must show the key server still serving); an HTTP
+    answer in plaintext, whatever its status (101 Switching Protocols included), fails, and so does any other
+    octet sent in the clear. Judged after a control connection, so that nothing listening is no refusal."""
+    control_connection(ctx)
+    host, port = key_server_address(ctx)
+    content_type = ctx.binding["rest.content_type"]
+    if upgrade:
+        version = str(ctx.binding["tls.min_version"]).replace("TLSv", "TLS/")
+        method, path, body = "OPTIONS", "*", b""
+        headers = f"Upgrade: {version}\r\nConnection: Upgrade\r\n"
+    else:
+        method, path = "POST", ctx.binding["rest.paths.register"]
+        body = ctx.key_client(identity).client.xml.registration(identity)
+        headers = f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+    request = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}\r\n".encode("ascii") + body
+    sent = time.time()
+    try:
+        answer = plain_http_exchange(host, port, request, ctx.timeout)
+    except OSError as exc:  # nothing listens (SutAbsent), or no TCP connection: nothing the SUT said to judge
+        try:
+            why = refusal(ctx, exc)
+        except NoAnswer:
+            why = f"the connect got no answer within {ctx.timeout}s"
+        raise Inconclusive(f"no TCP connection for the plain-HTTP request: {why}") from None
+    route = None if upgrade else "register"
+    ctx.client_exchanges.append(
+        Exchange(sent, method, path, route, {}, answer.status, None, None, "" if upgrade else content_type, body)
+    )
+    if answer.http or (answer.octets and not answer.tls):
+        what = "an RFC 2817 Upgrade to TLS" if upgrade else "plain HTTP"
+        raise CheckFailed(
+            f"{what} on the key server's TLS port refused (TS 33.210 6.2: HTTP inside TLS from the first octet)",
+            "no HTTP answer: the connection closed or reset, a TLS alert, or nothing",
+            answer.describe(),
+        )
 
 
 def _expect_push(ctx: Context, role: KeyClient, identity: str, options: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from conformance.emsdp.values import tlv_values
 from conformance.engine.context import Context, NotApplicable, NotRun
 from conformance.engine.expected_keys import key_id_for
 from conformance.engine.hygiene import others_judged, silence_seen, spoiled_by_network
-from conformance.engine.matchers import MATCHER_SCHEMAS, run_checks
+from conformance.engine.matchers import MATCHER_SCHEMAS, note_vector, run_checks
 from conformance.engine.results import CheckFailed, Inconclusive, NoAnswer, NotJudged, Unanswered
 from conformance.engine.schema import (
     DURATION,
@@ -58,6 +58,7 @@ def _network_sqn(ctx: Context, name: str, subscriber: int) -> bytes:
         if "rand" not in values or "autn" not in values:
             raise ProtocolError(f"the Session Start carries no {'RAND' if 'rand' not in values else 'AUTN'}")
         check = ue.usim.authenticate(values["rand"], values["autn"], require_separation_bit=False)
+        note_vector(ctx, ue, start)
     except PortUnreachable:
         raise
     except (ProtocolError, ValueError) as exc:  # a Session Start the USIM cannot even read
@@ -197,12 +198,18 @@ def _set_up(ctx: Context, args: dict[str, Any]) -> None:
     options = dict(args.get("with") or {})
     _session_request(ctx, ue, options)
     start = ue.expect("session_start", timeout=ctx.timeout, grace=late_grace(ctx.timeout))
+    note_vector(ctx, ue, start)
     check = ue.accept_session_start(start)
     if check.outcome is not AutnOutcome.OK:
         raise ProtocolError(f"the USIM refused AUTN: {check.outcome.value} ({check.reason})")
     ue.follow_answer()  # a duplicated Session Request: the session the HSE kept
     if options.get("confirm", True):
-        ue.confirm()
+        _sent(ctx, args, "session_start_confirmation", bytes(ue.confirm()))
+
+
+def _sent(ctx: Context, args: dict[str, Any], what: str, raw: bytes) -> None:
+    """Keep the last message of each command the step's UE sent: what `counter: replay` sends again."""
+    ctx.saved.setdefault(f"{args.get('as', 'ue')}.sent", {})[what] = raw
 
 
 PROTECTED_OPTIONS = ("counter", "mac", "key_id")  # of a message under the session's keys (_protected)
@@ -242,8 +249,9 @@ SEND_SCHEMA = step(
 def send(ctx: Context, args: dict[str, Any]) -> None:
     """Send one message. The value names it: session_request, session_start_confirmation, user_data,
     manage_keys_request, manage_keys_response, session_terminate_request, session_terminate_response,
-    unknown_command, raw. with: res (right|wrong|none), auts (true), data, mac (corrupt), counter (replay|N),
-    key_id, hex (for raw), mutate (truncate|overlong_tlv|unknown_tag|version_bits, on a Session Request)."""
+    unknown_command, raw. with: res (right|wrong|none), auts (true), data, mac (corrupt), counter (replay|N:
+    replay sends the UE's last message of this command again, octet for octet, whatever happened since), key_id,
+    hex (for raw), mutate (truncate|overlong_tlv|unknown_tag|version_bits, on a Session Request)."""
     ue = _ue(ctx, args)
     what = args["_value"]
     options = dict(args.get("with") or {})
@@ -260,27 +268,27 @@ def send(ctx: Context, args: dict[str, Any]) -> None:
         auts = ctx.saved.get(f"{args.get('as', 'ue')}.auts")
         if auts is None:
             raise Inconclusive("no AUTS: the USIM did not report a synchronisation failure")
-        ue.send_auts(auts, ctx.saved[f"{args.get('as', 'ue')}.session_id"])
+        _sent(ctx, args, what, bytes(ue.send_auts(auts, ctx.saved[f"{args.get('as', 'ue')}.session_id"])))
         return
     if ue.session is None:
         raise Inconclusive(f"cannot send {what}: no BEST session")
-    message = _protected(ctx, ue, what, options)
+    message = _protected(ctx, ue, what, options, ctx.saved.get(f"{args.get('as', 'ue')}.sent", {}))
     if options.get("mac") == "corrupt":
         message.mac = bytes([message.mac[0] ^ 0x01]) + message.mac[1:]
     if "key_id" in options:
         message.key_id = options["key_id"]
         ue.security.seal(message, ue.session.keys, "uplink")
     raw = bytes(message)
-    ctx.saved[f"{args.get('as', 'ue')}.last_sent"] = raw
+    _sent(ctx, args, what, raw)
     ue.send(raw)
 
 
-def _protected(ctx: Context, ue: Any, what: str, options: dict[str, Any]) -> Any:
+def _protected(ctx: Context, ue: Any, what: str, options: dict[str, Any], sent: dict[str, bytes]) -> Any:
     counter = options.get("counter")
     if counter == "replay":
-        previous = ctx.saved.get("ue.last_sent")
+        previous = sent.get(what)
         if previous is None:
-            raise Inconclusive("nothing sent yet to replay")
+            raise Inconclusive(f"the UE sent no {what} yet to replay")
         return ue.codec.decode(previous, ue.session.scheme)
     counter = int(counter) if counter is not None else None
     if what == "user_data":
@@ -320,18 +328,25 @@ def _mutated_request(ctx: Context, ue: Any, options: dict[str, Any]) -> bytes:
 
 
 EXPECT_SCHEMA = step(
-    binding_names("emsdp.commands", plus=("user_data", "silence"), title="message"),
+    binding_names("emsdp.commands", plus=("user_data", "silence", "silence_or_reject"), title="message"),
     within=True,
     as_=True,
     check=checks(MATCHER_SCHEMAS),
-    rules=[when(["silence"], {"properties": {"check": not_here("silence takes no check")}})],
+    rules=[
+        when(
+            ["silence", "silence_or_reject"],
+            {"properties": {"check": not_here("silence and silence_or_reject take no check")}},
+        )
+    ],
 )
 
 
 @verb("expect", schema=EXPECT_SCHEMA)
 def expect(ctx: Context, args: dict[str, Any]) -> None:
-    """Wait for the next message and check it. The value: a command name, user_data, or silence. within: how
-    long (default the PIXIT's reply timeout). check: matchers on what arrived (see the matcher list).
+    """Wait for the next message and check it. The value: a command name, user_data, silence, or
+    silence_or_reject (no service: silence for the whole window, or a Message Reject of any cause; whether the
+    SUT rejects or discards is policy, that it does not act on the message is not). within: how long (default
+    the PIXIT's reply timeout). check: matchers on what arrived (see the matcher list).
     Network duplicates and stale replies are set aside (noted in the trace), never taken as the answer. An
     answer that comes after `within` (up to a quarter more, at most 0.5 s) makes the step inconclusive, "late
     by N ms"; so does a datagram that comes after a silence window before the next step acts."""
@@ -356,6 +371,9 @@ def _expect(ctx: Context, ue: Any, args: dict[str, Any], noted: int) -> None:
         if packet is not None:
             raise CheckFailed("silence", f"nothing within {within}s", ue.codec.describe(packet))
         return
+    if what == "silence_or_reject":
+        _no_service(ue, within)
+        return
     packet = ue.receive(timeout=within, grace=late_grace(within), expecting="up" if what == "user_data" else what)
     if packet is None:
         raise NoAnswer(f"a {what}", f"within {within}s", silence_seen(ue, noted))
@@ -367,25 +385,44 @@ def _expect(ctx: Context, ue: Any, args: dict[str, Any], noted: int) -> None:
     if got != what:
         raise CheckFailed(f"a {what}", what, {"received": got, "message": ue.codec.describe(packet)})
     ctx.last[args.get("as", "ue")] = packet
+    if what in ("session_start", "manage_keys_request"):
+        note_vector(ctx, ue, packet)
     run_checks(ctx, ue, packet, args.get("check") or {}, args.get("as", "ue"))
     if what == "session_start":
         ue.follow_answer()  # a duplicated Session Request: the next steps use the session the HSE kept
 
 
+def _no_service(ue: Any, within: float) -> None:
+    """Silence for `within` seconds, or a Message Reject (of any cause) first: never an answer that acts on the
+    message (an echo, a Terminate Response, a Manage Keys Request, a Session Start...)."""
+    packet = ue.expect_silence(within, f"the {within * 1000:.0f} ms window for silence or a Message Reject")
+    if packet is None:
+        return
+    command = ue.layout.command_names().get(getattr(packet, "cmd", None))
+    if getattr(packet, "plane", None) != "cp" or command != "message_reject":
+        raise CheckFailed(
+            "no service: silence or a Message Reject", f"nothing else within {within}s", ue.codec.describe(packet)
+        )
+
+
 @verb("answer_manage_keys", schema=step(NOTHING, as_=True))
 def answer_manage_keys(ctx: Context, args: dict[str, Any]) -> None:
     """Answer the last Manage Keys Request the way the USIM decides (RES, or AUTS on an SQN failure); the keys
-    of the next session are saved for key checks (as `next_keys`)."""
+    of the next session are saved for key checks (as `next_keys`), the answer for `counter: replay`."""
     ue = _ue(ctx, args)
     request = ctx.last.get(args.get("as", "ue"))
     if request is None:
         raise Inconclusive("no Manage Keys Request received")
     try:
-        _, keys = ue.answer_manage_keys(request)
+        check, keys = ue.answer_manage_keys(request)
     except PortUnreachable:
         raise
     except ProtocolError as exc:
         raise CheckFailed("a Manage Keys Request the UE can accept", "verifiable MAC and AUTN", str(exc)) from None
+    # the answer as it left (the same TLV, counter and MAC), for `send: manage_keys_response` `counter: replay`
+    answer = ("auts", check.auts) if check.outcome is AutnOutcome.SYNCH_FAILURE else ("res", check.res)
+    sent = ue.protected("manage_keys_response", [answer], counter=ue.session.cp_counter)
+    _sent(ctx, args, "manage_keys_response", bytes(sent))
     ctx.saved["next_keys"] = keys
     ctx.saved["next_key_id"] = key_id_for(ctx, tlv_values(request)["rand"], keys)
 
