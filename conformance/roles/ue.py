@@ -147,6 +147,8 @@ class Ue:
         self.sock: Any = link.sock
         self.session: UeSession | None = None
         self.last_request = b""
+        self.last_sent = b""
+        self.received: list[EmsdpPacket] = []  # every message handed to the steps, for `protection_seen`
         self.datagrams: Datagrams[UeSession] = Datagrams(self, link)
 
     def close(self) -> None:
@@ -165,18 +167,25 @@ class Ue:
         raw = bytes(message)
         if self.datagrams.send(raw):
             self.last_request = raw
+        self.last_sent = raw
         return raw
 
     def receive(
         self, timeout: float | None = None, *, grace: float = 0.0, expecting: str | None = None
     ) -> EmsdpPacket | None:
         """The next datagram that can be the answer the UE waits for, or None on silence (`Datagrams.receive`)."""
-        return self.datagrams.receive(timeout, grace=grace, expecting=expecting)
+        packet = self.datagrams.receive(timeout, grace=grace, expecting=expecting)
+        if packet is not None:
+            self.received.append(packet)
+        return packet
 
     def expect_silence(self, window: float, what: str = "the silence window") -> EmsdpPacket | None:
         """The first datagram within `window` that can be a reaction to the UE's last message, or None
         (`Datagrams.expect_silence`)."""
-        return self.datagrams.expect_silence(window, what)
+        packet = self.datagrams.expect_silence(window, what)
+        if packet is not None:
+            self.received.append(packet)
+        return packet
 
     def drain(self) -> None:
         """Read, without waiting, what already arrived (`Datagrams.drain`)."""
@@ -463,7 +472,10 @@ class Ue:
         """Verify a downlink message (MAC and counter freshness); for UP data return the plaintext."""
         session = self._session()
         if not self.security.verify(packet, session.keys, DOWNLINK):
-            raise ProtocolError(f"downlink MAC does not verify: {self.codec.describe(packet)}")
+            raise ProtocolError(
+                f"downlink MAC does not verify under the UE's keys: {self.codec.describe(packet)}; if no protected "
+                "message of the SUT verifies, it reads the binding otherwise: compare with `best-conformance vectors`"
+            )
         seen = session.hse_cp_seen if packet.plane == "cp" else session.hse_up_seen
         if packet.counter <= seen:
             raise ProtocolError(f"downlink counter {packet.counter} replayed (last {seen})")
@@ -476,6 +488,21 @@ class Ue:
                 packet.data, session.keys, "up", session.id, packet.counter, session.scheme, DOWNLINK
             )
         return packet.data
+
+    @property
+    def sent_protected(self) -> bool:
+        """Whether the UE's last message carried a MAC (a Key ID other than 0)."""
+        return bool(self.last_sent) and bool(getattr(self.codec.decode(self.last_sent), "key_id", 0))
+
+    def protection_seen(self) -> tuple[int, int]:
+        """(received, verifying): the SUT's protected messages (Key ID not 0) the UE was handed on its session,
+        and how many of them carry a MAC that verifies under the UE's keys. Only the MAC is checked: counters are
+        the steps' business, and nothing here changes the session."""
+        session = self.session
+        if session is None:
+            return 0, 0
+        mine = [p for p in self.received if getattr(p, "key_id", 0) and getattr(p, "session_id", None) == session.id]
+        return len(mine), sum(bool(self.security.verify(p, session.keys, DOWNLINK)) for p in mine)
 
     def expect(self, command: str | None, timeout: float | None = None, grace: float = 0.0) -> EmsdpPacket:
         """The next message, which must be `command` (a CP command name) or UP data (None). NoReply on silence;

@@ -9,6 +9,7 @@ from typing import Any
 from conformance.crypto.aka import AutnOutcome
 from conformance.emsdp.values import tlv_values
 from conformance.engine.context import Context, NotApplicable, NotRun
+from conformance.engine.diagnosis import unanswered_protection
 from conformance.engine.expected_keys import key_id_for
 from conformance.engine.hygiene import others_judged, silence_seen, spoiled_by_network
 from conformance.engine.matchers import MATCHER_SCHEMAS, note_vector, run_checks
@@ -376,7 +377,7 @@ def _expect(ctx: Context, ue: Any, args: dict[str, Any], noted: int) -> None:
         return
     packet = ue.receive(timeout=within, grace=late_grace(within), expecting="up" if what == "user_data" else what)
     if packet is None:
-        raise NoAnswer(f"a {what}", f"within {within}s", silence_seen(ue, noted))
+        raise NoAnswer(f"a {what}", f"within {within}s", silence_seen(ue, noted) + unanswered_protection(ue))
     got = (
         "user_data"
         if getattr(packet, "plane", None) == "up"
