@@ -1,4 +1,6 @@
-"""Codec throughput: build and dissect N messages of each EMSDP kind, print messages per second.
+"""Codec throughput: build and dissect N messages of each EMSDP kind, print messages per second; then the same
+messages with the fast codec (conformance/emsdp/fast.py, FAST_FACTOR times as many), and how many times faster
+it is.
 
     python benchmarks/codec.py [N]
 
@@ -11,12 +13,34 @@ from __future__ import annotations
 import sys
 import time
 
-from conformance.emsdp import Codec
+from conformance.emsdp import Codec, Layout
+from conformance.emsdp.fast import FastCodec
 from conformance.emsdp.values import encode_hse_config, encode_imsi, encode_ue_config
+
+FAST_FACTOR = 10  # the fast codec runs this many times N messages per kind, for a steadier clock
+
+
+class Builder:
+    """Records a message's arguments instead of building it: the same kinds are built by both codecs."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+
+    def cp(self, *args: object, **kwargs: object) -> tuple[str, tuple, dict]:
+        return "cp", args, kwargs
+
+    def up(self, *args: object, **kwargs: object) -> tuple[str, tuple, dict]:
+        return "up", args, kwargs
 
 
 def kinds(codec: Codec) -> dict[str, object]:
-    layout = codec.layout
+    built = arguments(codec.layout).items()
+    return {name: getattr(codec, plane)(*args, **kwargs) for name, (plane, args, kwargs) in built}
+
+
+def arguments(layout: Layout) -> dict[str, tuple[str, tuple, dict]]:
+    """Each kind's (plane, positional and keyword arguments) for either codec's `cp` / `up`."""
+    codec = Builder(layout)
     mac = {"key_id": 1, "counter": 5, "session_id": 7, "mac": bytes(layout.mac_bytes)}
     return {
         "session_request": codec.cp(
@@ -72,6 +96,35 @@ def main(n: int = 2000) -> None:
         print(f"{name:28} {len(raw):6} {build:9.0f} {dissect:9.0f} {describe:9.0f}")
     mean = [sum(t[i] for t in totals) / len(totals) for i in (0, 1)]
     print(f"{'mean':28} {'':6} {mean[0]:9.0f} {mean[1]:9.0f}")
+    fast_mean = fast_rates(codec, n * FAST_FACTOR, totals)
+    print(
+        f"scapy {mean[0]:,.0f} built/s, {mean[1]:,.0f} dissected/s; fast {fast_mean[0]:,.0f} built/s, "
+        f"{fast_mean[1]:,.0f} dissected/s: {fast_mean[0] / mean[0]:.0f}x and {fast_mean[1] / mean[1]:.0f}x"
+    )
+
+
+def fast_rates(codec: Codec, n: int, scapy: list[tuple[float, float]]) -> list[float]:
+    """Build (from names, through FastCodec.cp / up) and decode each kind with the fast codec; print the rates
+    and the ratios to scapy's (`scapy`: its (build, dissect) per kind); return the mean rates."""
+    fast = FastCodec(codec.layout)
+    print(f"\nfast codec, {n} messages per kind (messages/s; x: times scapy's rate)")
+    print(f"{'kind':28} {'octets':>6} {'build':>9} {'dissect':>9} {'build x':>8} {'dissect x':>9}")
+    totals = []
+    for (name, (plane, args, kwargs)), (scapy_build, scapy_dissect) in zip(
+        arguments(fast.layout).items(), scapy, strict=True
+    ):
+        encode = getattr(fast, plane)
+        raw = encode(*args, **kwargs)
+        if raw != bytes(getattr(codec, plane)(*args, **kwargs)):
+            raise SystemExit(f"{name}: the fast codec builds other octets than scapy")
+        build = rate(lambda encode=encode, args=args, kwargs=kwargs: encode(*args, **kwargs), n)
+        dissect = rate(lambda raw=raw: fast.decode(raw), n)
+        totals.append((build, dissect))
+        ratios = f"{build / scapy_build:8.0f} {dissect / scapy_dissect:9.0f}"
+        print(f"{name:28} {len(raw):6} {build:9.0f} {dissect:9.0f} {ratios}")
+    mean = [sum(t[i] for t in totals) / len(totals) for i in (0, 1)]
+    print(f"{'mean':28} {'':6} {mean[0]:9.0f} {mean[1]:9.0f}")
+    return mean
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from scapy.packet import Packet, bind_layers
 
 from conformance.emsdp.layout import Layout
 
+MAX_DATAGRAM = 65_535  # octets of a UDP payload: no message holds more TLVs than that
+
 
 def _int_field(name: str, octets: int, enum: dict[int, str] | None = None) -> Field:
     from scapy.fields import ByteEnumField, ShortEnumField
@@ -196,7 +198,11 @@ class Layers:
         ]
         if plane == "cp":
             fields.append(_int_field("cmd", 1, command_names))  # "command" is a Packet method
-            fields.append(PacketListField("tlvs", [], self.tlv, length_from=lambda p: p._body_bytes))
+            # as many TLVs as the octets allow: past scapy's conf.max_list_count (100) a SUT's datagram would make
+            # decode raise, and a decode never raises
+            fields.append(
+                PacketListField("tlvs", [], self.tlv, length_from=lambda p: p._body_bytes, max_count=MAX_DATAGRAM)
+            )
         else:
             # "data", not "payload": scapy's Packet.payload is the next layer
             fields.append(StrLenField("data", b"", length_from=lambda p: p._body_bytes))
