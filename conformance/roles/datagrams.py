@@ -176,14 +176,17 @@ class Datagrams(Generic[SessionT]):
     # ---- sending and reading -------------------------------------------------------------------------
 
     def send(self, raw: bytes) -> bool:
-        """Send a message to the HSE, after reading what already arrived (`drain`: none of it can answer this);
-        on a path seen duplicating, a Session Request first waits out the copies of the one before. Whether the
-        message is a Session Request."""
+        """Send a message to the HSE, after reading what already arrived (`drain`: none of it can answer this).
+        On a path seen duplicating, every message first waits out the answers to the copies of the one before (a
+        Session Request: of the last one any UE sent to this HSE), so that such an answer comes before this
+        message leaves and is known for a copy, not taken for the answer to this one. Whether the message is a
+        Session Request."""
         self.drain()
         code, session_id = self._peek(raw)
         request = code == self._codes["session_request"] and session_id == 0
-        if request and self.hse in _DUPLICATING:
-            self._quiet(_LAST_REQUEST.get(self.hse, 0) + _DUPLICATING[self.hse] + SETTLE_MIN)
+        if self.hse in _DUPLICATING:
+            before = _LAST_REQUEST.get(self.hse, 0) if request else self._last_sent[1]
+            self._quiet(before + _DUPLICATING[self.hse] + SETTLE_MIN)
         now = self.link.send(raw)
         self._sends.append(now)
         self._last_sent = (code, now)
