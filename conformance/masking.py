@@ -185,7 +185,7 @@ def provisioned_secrets(profile: Any, identities: frozenset[str]) -> frozenset[b
     found: set[bytes] = set()
     try:
         hierarchy = KeyHierarchy.from_binding(binding)
-        agreement = "umts" if "umts" in hierarchy.root_by_key_agreement else next(iter(hierarchy.root_by_key_agreement))
+        agreement = hierarchy.provisioning_agreement
         for subscriber in subscribers:
             milenage = (
                 Milenage(subscriber.k, subscriber.opc)

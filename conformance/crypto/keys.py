@@ -108,6 +108,12 @@ class KeyHierarchy:
         roots = {k[len(head) :]: v for k, v in binding.items() if k.startswith(head)}
         return cls(specs_from_binding(binding), roots)
 
+    @property
+    def provisioning_agreement(self) -> str:
+        """The key agreement an EMKS's provisioned AKA runs are taken under (CK and IK from the HSS, seed 002):
+        UMTS AKA where the binding knows it, else its first."""
+        return "umts" if "umts" in self.root_by_key_agreement else next(iter(self.root_by_key_agreement))
+
     def derive_all(
         self,
         *,

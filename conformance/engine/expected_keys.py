@@ -77,7 +77,7 @@ def e2m_keys(ctx: Any, rand: bytes, emse_id: str) -> dict[str, bytes]:
     subscriber = ctx.profile.pixit.subscribers[0]
     _res, ck, ik, _ak = Milenage(subscriber.k, subscriber.opc or compute_opc(subscriber.k, subscriber.op)).f2345(rand)
     hierarchy = KeyHierarchy.from_binding(ctx.binding)
-    agreement = "umts" if "umts" in hierarchy.root_by_key_agreement else next(iter(hierarchy.root_by_key_agreement))
+    agreement = hierarchy.provisioning_agreement
     derived, skipped = hierarchy.derive_all(ck=ck, ik=ik, key_agreement=agreement, inputs={"emse_id": emse_id.encode()})
     if "e2m_key" not in derived:
         raise Inconclusive(f"the harness cannot derive e2m_key from this binding: {skipped.get('e2m_key')}")
