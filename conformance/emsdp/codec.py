@@ -1,11 +1,18 @@
-"""The EMSDP codec the harness uses: build messages by name, decode bytes, describe packets for people."""
+"""The EMSDP codec the harness uses: build messages by name, decode bytes, describe packets for people.
+
+Building and decoding go through the fast codec (fast.py: `struct`, generated from the binding's layout), which
+the UE role, the reference SUTs and the engine use on every datagram. The scapy layers (layers.py), made from
+the same layout, stay for what people read: `describe`, `dissect` (a packet to `show()`), pcaps and Wireshark.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cached_property
 from typing import Any
 
 from conformance.binding import load_binding
+from conformance.emsdp.fast import FastCodec, Message
 from conformance.emsdp.layers import EmsdpPacket, Layers, layers_for
 from conformance.emsdp.layout import Layout
 from conformance.emsdp.values import decode_value
@@ -16,53 +23,59 @@ class Codec:
 
     def __init__(self, binding: Mapping[str, Any] | None = None):
         self.layout = Layout.from_binding(binding if binding is not None else load_binding())
-        self.layers: Layers = layers_for(self.layout)
+        self.fast = FastCodec(self.layout)
+
+    @cached_property
+    def layers(self) -> Layers:
+        """The scapy layers of this binding (made on first use: the hot path never needs them)."""
+        return layers_for(self.layout)
 
     def bind_udp(self) -> None:
         """Make scapy dissect UDP to or from the binding's port as EMSDP (e.g. in `rdpcap(...)[0].show()`)."""
         self.layers.bind_udp()
 
-    def tlv(self, name: str, value: bytes) -> EmsdpPacket:
-        return self.layers.tlv(tag=self.layout.tags[name], value=value)
+    def tlv(self, name: str, value: bytes) -> bytes:
+        """One TLV's octets: tag ‖ length ‖ value."""
+        return self.fast.tlv(name, value)
 
     def cp(
         self,
         command: str | int,
-        tlvs: Iterable[tuple[str, bytes] | EmsdpPacket] = (),
+        tlvs: Iterable[tuple[str | int, bytes] | tuple[str | int, bytes, int] | bytes | EmsdpPacket] = (),
         *,
         scheme: int | None = None,
         **header: Any,
-    ) -> EmsdpPacket:
-        """A control-plane message: `command` by name (or code), TLVs as (name, value) pairs, header fields
-        (key_id, counter, session_id, mac, ...) as keywords."""
-        code = self.layout.commands[command] if isinstance(command, str) else command
-        items = [t if isinstance(t, EmsdpPacket) else self.tlv(*t) for t in tlvs]
-        cls = self.layers.cp(self.layout.default_scheme if scheme is None else scheme)
-        return cls(cmd=code, tlvs=items, **header)
+    ) -> Message:
+        """A control-plane message: `command` by name (or code), TLVs as (name or tag, value[, length]) or as
+        octets (a scapy TLV layer too), header fields (key_id, counter, session_id, mac, ...) as keywords."""
+        items = [bytes(t) if isinstance(t, EmsdpPacket) else t for t in tlvs]
+        return self.fast.decode(self.fast.cp(command, items, scheme=scheme, **header), scheme)
 
-    def up(self, data: bytes, *, scheme: int | None = None, **header: Any) -> EmsdpPacket:
+    def up(self, data: bytes, *, scheme: int | None = None, **header: Any) -> Message:
         """A user-plane message carrying `data` (already protected, if it should be)."""
-        cls = self.layers.up(self.layout.default_scheme if scheme is None else scheme)
-        return cls(up_cp=1, data=data, **header)
+        header.pop("up_cp", None)
+        return self.fast.decode(self.fast.up(data, scheme=scheme, **header), scheme)
 
-    def decode(self, data: bytes, scheme: int | None = None) -> EmsdpPacket:
-        """Dissect received bytes with a counter scheme (default: the binding's). Never raises: what is wrong
-        is listed in the packet's `problems`, and `bytes(packet)` gives back exactly `data`."""
+    def decode(self, data: bytes, scheme: int | None = None) -> Message:
+        """Read received bytes with a counter scheme (default: the binding's). Never raises: what is wrong is
+        listed in the message's `problems`, and `bytes(message)` gives back exactly `data`."""
+        return self.fast.decode(data, scheme)
+
+    def dissect(self, data: bytes, scheme: int | None = None) -> EmsdpPacket:
+        """The scapy packet of received bytes, for `show()` and the layers' own view."""
         packet = self.layers.classify(data, scheme)(data)
         if not data:
             packet.problems.append("empty datagram")
         return packet
 
-    def describe(self, packet: EmsdpPacket) -> dict[str, Any]:
+    def describe(self, packet: Message | EmsdpPacket) -> dict[str, Any]:
         """A JSON-ready view: header fields, command, TLVs with decoded values, data, MAC and problems."""
+        problems = list(packet.problems)
+        if isinstance(packet, Message):  # the layers' view of its octets, with the problems noted on it since
+            packet = self.dissect(bytes(packet), packet.scheme)
         layout = self.layout
         if isinstance(packet, self.layers.truncated):
-            return {
-                "plane": None,
-                "octets": len(bytes(packet)),
-                "raw": bytes(packet).hex(),
-                "problems": list(packet.problems),
-            }
+            return {"plane": None, "octets": len(bytes(packet)), "raw": bytes(packet).hex(), "problems": problems}
         view: dict[str, Any] = {"plane": packet.plane, "counter_scheme": packet.scheme, "octets": len(bytes(packet))}
         view["header"] = {name: packet.getfieldval(name) for name, _ in layout.header(packet.plane, packet.scheme)}
         if packet.plane == "cp":
@@ -71,7 +84,7 @@ class Codec:
         else:
             view["data"] = packet.data.hex()
         view["mac"] = packet.mac.hex() if layout.mac_present(packet.key_id) else None
-        view["problems"] = list(packet.problems)
+        view["problems"] = problems
         return view
 
     def _describe_tlv(self, tlv: Any) -> dict[str, Any]:

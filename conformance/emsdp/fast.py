@@ -42,8 +42,12 @@ class Tlv(NamedTuple):
     length: int | None
     value: bytes
 
+    @property
+    def tag_name(self) -> str | None:  # as the scapy TLV layer calls it
+        return self.name
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, frozen=True)
 class Message:
     """A decoded datagram. `plane` is None when it is too short for a header (then `data` holds all its octets
     and `header` is empty); `command` and `tlvs` belong to the CP, `data` to the UP; `mac` is None when the Key
@@ -74,6 +78,51 @@ class Message:
     @property
     def session_id(self) -> int | None:
         return self.header.get("session_id")
+
+    # -- what the scapy layers offer and the harness reads: `cmd`, `fields`, `getfieldval`, header fields as
+    # attributes (`message.version`) -----------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        header = object.__getattribute__(self, "header")
+        if name in header:
+            return header[name]
+        raise AttributeError(f"the message has no field {name}")
+
+    @property
+    def cmd(self) -> int | None:
+        return self.command
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The header fields, with the command code on the CP (`cmd`), as scapy's `Packet.fields` names them."""
+        return {**self.header, "cmd": self.command} if self.plane == "cp" else dict(self.header)
+
+    def getfieldval(self, name: str) -> Any:
+        """A header field, `cmd`, `data`, `mac` or `tlvs` by the layers' names; AttributeError if it has none."""
+        if name in self.header:
+            return self.header[name]
+        value = {"cmd": self.command, "data": self.data, "mac": self.mac, "tlvs": self.tlvs or None}.get(name)
+        if value is None:
+            raise AttributeError(f"the message has no field {name}")
+        return value
+
+    def with_mac(self, mac: bytes) -> Message:
+        """The same message with another MAC of the same size (the header says how many octets it has)."""
+        if self.mac is None or len(mac) != len(self.mac) or self.raw[len(self.raw) - len(mac) :] != self.mac:
+            raise ValueError("only a whole message carrying a MAC of this size can take another")
+        raw = self.raw[: len(self.raw) - len(mac)] + bytes(mac)
+        return Message(
+            self.plane,
+            self.scheme,
+            self.header,
+            self.command,
+            self.command_name,
+            self.tlvs,
+            self.data,
+            bytes(mac),
+            list(self.problems),
+            raw,
+        )
 
 
 @dataclass(frozen=True)
@@ -154,21 +203,23 @@ class FastCodec:
     def cp(
         self,
         command: str | int,
-        tlvs: Iterable[tuple[str | int, bytes] | tuple[str | int, bytes, int]] = (),
+        tlvs: Iterable[tuple[str | int, bytes] | tuple[str | int, bytes, int] | bytes] = (),
         *,
         scheme: int | None = None,
         **header: Any,
     ) -> bytes:
         """A control-plane message: `command` by name or code; TLVs as (name or tag, value) pairs, or
-        (name or tag, value, length) to state a length of one's choosing; header fields (key_id, counter,
-        session_id, rfu, version, mac, ...) as keywords, each defaulting as the layers' do."""
+        (name or tag, value, length) to state a length of one's choosing, or as octets already encoded; header
+        fields (key_id, counter, session_id, rfu, version, mac, ...) as keywords, each defaulting as the layers'
+        do."""
         shape = self._shape_of("cp", scheme)
         code = self.layout.commands[command] if isinstance(command, str) else command
         if not 0 <= code < 1 << 8 * COMMAND_BYTES:
             raise ValueError(f"command code {code} must fit {COMMAND_BYTES} octet(s)")
         head, mac = self._header(shape, header)
         tlv = self.tlv
-        return b"".join([head, code.to_bytes(COMMAND_BYTES, "big"), *[tlv(*t) for t in tlvs], mac])
+        items = [t if isinstance(t, bytes | bytearray) else tlv(*t) for t in tlvs]
+        return b"".join([head, code.to_bytes(COMMAND_BYTES, "big"), *items, mac])
 
     def up(self, data: bytes, *, scheme: int | None = None, **header: Any) -> bytes:
         """A user-plane message carrying `data` (already protected, if it should be)."""
@@ -176,6 +227,19 @@ class FastCodec:
             raise TypeError("up() sets up_cp itself")
         head, mac = self._header(self._shape_of("up", scheme), header)
         return head + bytes(data) + mac
+
+    def replace(self, message: Message, **header: int) -> bytes:
+        """A decoded message's octets with header fields changed, its body kept; its MAC is kept when the new
+        Key ID wants one of the same size, else zeros of the size it wants (to be sealed again)."""
+        if message.plane is None:
+            raise ValueError("a datagram too short for a header has no header fields to change")
+        shape = self._shapes[message.plane, message.scheme]
+        values = {**message.header, **header}
+        mac = message.mac or b""
+        body = message.raw[shape.header_bytes : len(message.raw) - len(mac)]
+        wanted = shape.mac_by_key_id[values["key_id"] & shape.key_id[1]]
+        head, new_mac = self._header(shape, {**values, "mac": mac if len(mac) == wanted else bytes(wanted)})
+        return head + body + new_mac
 
     def _shape_of(self, plane: str, scheme: int | None) -> _Shape:
         try:

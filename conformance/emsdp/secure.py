@@ -10,7 +10,7 @@ from typing import Any
 
 from conformance.crypto.protect import Protection
 from conformance.emsdp.codec import Codec
-from conformance.emsdp.layers import EmsdpPacket
+from conformance.emsdp.fast import Message
 
 
 class MessageSecurity:
@@ -27,25 +27,27 @@ class MessageSecurity:
         """The session key that protects `plane` ('cp'/'up') for `use` ('integrity'/'ciphering')."""
         return keys[self.key_names[f"{plane}_{use}"]]
 
-    def split(self, packet: EmsdpPacket) -> tuple[bytes, bytes]:
+    def split(self, packet: Message) -> tuple[bytes, bytes]:
         """(header, body) octets of a message as the MAC covers them; the MAC itself is not included."""
         raw = bytes(packet)
         header_len = self.layout.header_bytes(packet.plane, packet.scheme)
         end = len(raw) - (self.layout.mac_bytes if self.layout.mac_present(packet.key_id) else 0)
         return raw[:header_len], raw[header_len:end]
 
-    def count(self, packet: EmsdpPacket, direction: str) -> bytes:
+    def count(self, packet: Message, direction: str) -> bytes:
         bits = self.layout.counter_bits[packet.plane][packet.scheme]
         return self.protection.count(packet.session_id, packet.counter, bits, direction)
 
-    def seal(self, packet: EmsdpPacket, keys: Mapping[str, bytes], direction: str) -> EmsdpPacket:
-        """Set the MAC of a message whose header (Key ID, counter, Session ID) and body are final."""
+    def seal(self, packet: Message, keys: Mapping[str, bytes], direction: str) -> Message:
+        """The message with its MAC set: its header (Key ID, counter, Session ID) and body are final. A Key ID
+        that wants no MAC (000, as the binding says) leaves the message as it is."""
+        if packet.mac is None:
+            return packet
         header, body = self.split(packet)
         key = self.key(keys, packet.plane, "integrity")
-        packet.mac = self.protection.mac(key, self.count(packet, direction), header, body)
-        return packet
+        return packet.with_mac(self.protection.mac(key, self.count(packet, direction), header, body))
 
-    def verify(self, packet: EmsdpPacket, keys: Mapping[str, bytes], direction: str) -> bool:
+    def verify(self, packet: Message, keys: Mapping[str, bytes], direction: str) -> bool:
         if not self.layout.mac_present(packet.key_id):
             return False
         header, body = self.split(packet)
@@ -78,7 +80,7 @@ class MessageSecurity:
         scheme: int,
         key_id: int,
         direction: str,
-    ) -> EmsdpPacket:
+    ) -> Message:
         """A control-plane message under a session's keys (its MAC set)."""
         message = self.codec.cp(
             command,
@@ -102,7 +104,7 @@ class MessageSecurity:
         key_id: int,
         direction: str,
         cipher: bool,
-    ) -> EmsdpPacket:
+    ) -> Message:
         """A user-plane message under a session's keys: ciphered first when `cipher`, then its MAC set."""
         if cipher:
             data = self.crypt(data, keys, "up", session_id, counter, scheme, direction)

@@ -15,7 +15,7 @@ from typing import Any
 
 from conformance.capture.reader import udp_datagrams
 from conformance.emsdp.codec import Codec
-from conformance.emsdp.layers import EmsdpPacket
+from conformance.emsdp.fast import Message
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class TracedMessage:
     src: tuple[str, int]
     dst: tuple[str, int]
     scheme: int
-    packet: EmsdpPacket
+    packet: Message
 
     def to_dict(self, codec: Codec) -> dict[str, Any]:
         return {
@@ -54,7 +54,7 @@ def read_trace(
         yield TracedMessage(number, when, src, dst, scheme, packet)
 
 
-def _negotiated_scheme(codec: Codec, packet: EmsdpPacket) -> int | None:
+def _negotiated_scheme(codec: Codec, packet: Message) -> int | None:
     """The counter scheme a Session Start's HSE configuration announces, if it is one the binding knows."""
     layout = codec.layout
     if (

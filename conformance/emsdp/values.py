@@ -13,7 +13,7 @@ from conformance.crypto.suci import SuciError, build_suci, parse_suci
 from conformance.emsdp.layout import VALUE_KINDS, Layout
 
 if TYPE_CHECKING:
-    from conformance.emsdp.layers import EmsdpPacket
+    from conformance.emsdp.fast import Message
 
 IMSI_OCTETS = 8  # EF_IMSI bytes 2..9 (TS 31.102 4.2.2, digest 4.3)
 _IMSI_TYPE = 0b001
@@ -139,7 +139,7 @@ def _expect_size(layout: Layout, tlv: str, value: bytes) -> None:
         raise ValueError(problem)
 
 
-def tlv_values(packet: EmsdpPacket) -> dict[str, bytes]:
+def tlv_values(packet: Message) -> dict[str, bytes]:
     """A CP message's TLVs by name (the first of each); unknown tags are left out."""
     found: dict[str, bytes] = {}
     for tlv in getattr(packet, "tlvs", []):

@@ -9,7 +9,7 @@ from typing import Any
 
 from conformance.capture.tap import PcapTap
 from conformance.emsdp.codec import Codec
-from conformance.emsdp.layers import EmsdpPacket
+from conformance.emsdp.fast import Message
 from conformance.emsdp.trace import read_trace
 from conformance.engine.results import NotApplicable, NotRun
 from conformance.keyserver.certs import (
@@ -41,7 +41,7 @@ class Context:
         self.certs = certs  # the SUT's CA and client certificates, when the harness made them (embedded SUT)
         self.ues: dict[str, Ue] = {}
         self.key_clients: dict[str, KeyClient] = {}
-        self.last: dict[str, EmsdpPacket | None] = {}  # the last message each UE received
+        self.last: dict[str, Message | None] = {}  # the last message each UE received
         self.saved: dict[str, Any] = {}
         self.started = time.time()
         self.peers = profile.peers  # the harness's EMKS and the SUT's triggers, for an EMSE under test

@@ -185,11 +185,11 @@ class ReferenceHse(asyncio.DatagramProtocol):
         if addr == self.eas_user_plane:
             self.from_eas(data, packet)
             return
-        if self.behaviour.exits_on_malformed and (isinstance(packet, self.codec.layers.truncated) or packet.problems):
+        if self.behaviour.exits_on_malformed and (packet.plane is None or packet.problems):
             problems = "; ".join(packet.problems) or "not EMSDP"
             self.die("hse_exits_on_malformed", f"exits on {len(data)} octets from {addr[0]}:{addr[1]} ({problems})")
             return
-        if isinstance(packet, self.codec.layers.truncated):
+        if packet.plane is None:
             log.info("discarded %d octets from %s: %s", len(data), addr, packet.problems)
             return
         try:
@@ -209,7 +209,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
 
     def _summary(self, packet: Any) -> str:
         """One line for the exchange log: plane or command, session, counter, Key ID, problems."""
-        if isinstance(packet, self.codec.layers.truncated):
+        if packet.plane is None:
             return f"{len(bytes(packet))} octets, not EMSDP"
         what = "UP data" if packet.plane == "up" else self.layout.command_names().get(packet.cmd, f"{packet.cmd:#04x}")
         line = f"{what} session={packet.session_id} counter={packet.counter} key_id={packet.key_id}"
@@ -446,8 +446,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
         )
         checksum = self._request_checksum(session.request, session.keys)
         tlvs = [("rand", vector.rand), ("autn", autn), ("hse_config", hse_config), ("request_checksum", checksum)]
-        items: list[Any] = [self.codec.tlv(name, value) for name, value in self.behaviour.session_start_tlvs(tlvs)]
-        self.behaviour.miscode(items, self.layout.tags)
+        items = self.behaviour.miscode(self.behaviour.session_start_tlvs(tlvs), self.layout.tags)
         command = self.behaviour.session_start_command
         session.hse_cp_counter += 1
         return self.codec.cp(

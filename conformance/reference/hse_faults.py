@@ -82,14 +82,14 @@ class HseBehaviour:
         kept = [t for t in tlvs if t[0] not in self.omitted_tlvs]
         return kept[::-1] if self.reversed_tlvs else kept
 
-    def miscode(self, items: list[Any], tags: Mapping[str, int]) -> None:
-        """Encoding faults on the Session Start's TLV layers, in place: an undefined tag, a short length."""
-        if self.unknown_tag_on_first_tlv:
-            items[0].tag = max(tags.values()) + 0x40
+    def miscode(self, tlvs: list[tuple[str, bytes]], tags: Mapping[str, int]) -> list[tuple[int, bytes, int]]:
+        """The Session Start's TLVs as (tag, value, length) with this HSE's encoding faults: an undefined tag on
+        the first, a length one short on some."""
+        codes = [tags[name] for name, _ in tlvs]
+        if self.unknown_tag_on_first_tlv and codes:
+            codes[0] = max(tags.values()) + 0x40
         short = {tags[name] for name in self.short_length_tlvs}
-        for item in items:
-            if item.tag in short:
-                item.length = len(item.value) - 1
+        return [(code, value, len(value) - (code in short)) for code, (_, value) in zip(codes, tlvs, strict=True)]
 
 
 # HSE fault (faults.yaml) -> the HseBehaviour fields it overrides; the comment says where hse.py reads them.

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from conformance.crypto.aka import AutnCheck, AutnOutcome
-from conformance.emsdp.layers import EmsdpPacket
+from conformance.emsdp.fast import Message
 from conformance.emsdp.values import tlv_values
 from conformance.roles.errors import LateReply
 from conformance.roles.udp import UdpLink
@@ -82,11 +82,11 @@ class UeView(Protocol[SessionT]):
     timeout: float
     session: SessionT | None
 
-    def checksum_covers(self, packet: EmsdpPacket, request: bytes) -> bool | None: ...
+    def checksum_covers(self, packet: Message, request: bytes) -> bool | None: ...
 
-    def sqn_of(self, packet: EmsdpPacket) -> int | None: ...
+    def sqn_of(self, packet: Message) -> int | None: ...
 
-    def accept_session_start(self, packet: EmsdpPacket) -> AutnCheck: ...
+    def accept_session_start(self, packet: Message) -> AutnCheck: ...
 
 
 def late_grace(window: float) -> float:
@@ -145,7 +145,7 @@ class Datagrams(Generic[SessionT]):
         layout = ue.layout
         self.received_from: tuple[str, int] | None = None
         self.received_at: int | None = None  # arrival (ns since the epoch) of the last datagram handed out
-        self.last_received: EmsdpPacket | None = None  # the last datagram handed out
+        self.last_received: Message | None = None  # the last datagram handed out
         self.notes: list[dict[str, Any]] = []  # the datagrams set aside, and why: evidence for the case's trace
         self.unjudged: str | None = None  # a datagram came after a silence window, before the UE's next message
         self.spoiled: str | None = None  # the network duplicated the request of the session the UE was using
@@ -202,7 +202,7 @@ class Datagrams(Generic[SessionT]):
 
     def receive(
         self, timeout: float | None = None, *, grace: float = 0.0, expecting: str | None = None
-    ) -> EmsdpPacket | None:
+    ) -> Message | None:
         """The next datagram that can be the answer the UE waits for, decoded with the session's counter scheme;
         None on silence. Duplicates and stale replies are noted and skipped, and the wait goes on.
 
@@ -237,7 +237,7 @@ class Datagrams(Generic[SessionT]):
                 request.answer = _Answer(arrival, arrival.session_id or 0)
             return arrival.packet
 
-    def expect_silence(self, window: float, what: str = "the silence window") -> EmsdpPacket | None:
+    def expect_silence(self, window: float, what: str = "the silence window") -> Message | None:
         """Listen for `window` seconds: the first datagram that can be a reaction to the UE's last message, or
         None. Then, until the UE's next message, a datagram that comes makes the silence not judged (the next
         `receive` raises LateReply)."""
@@ -308,7 +308,7 @@ class Datagrams(Generic[SessionT]):
 
     # ---- what the UE tells it ------------------------------------------------------------------------
 
-    def usim_ran(self, packet: EmsdpPacket, check: AutnCheck) -> None:
+    def usim_ran(self, packet: Message, check: AutnCheck) -> None:
         """The USIM's verdict on a Session Start: kept with the answer to the request, if it is that."""
         request = self._request
         if request is not None and request.answer is not None and request.answer.arrival.packet is packet:

@@ -23,7 +23,7 @@ from conformance.crypto.keys import KeyHierarchy, plmn_identity, serving_network
 from conformance.crypto.milenage import Milenage
 from conformance.crypto.protect import DOWNLINK, UPLINK
 from conformance.emsdp.codec import Codec
-from conformance.emsdp.layers import EmsdpPacket
+from conformance.emsdp.fast import Message
 from conformance.emsdp.secure import MessageSecurity
 from conformance.emsdp.values import (
     decode_hse_config,
@@ -148,7 +148,7 @@ class Ue:
         self.session: UeSession | None = None
         self.last_request = b""
         self.last_sent = b""
-        self.received: list[EmsdpPacket] = []  # every message handed to the steps, for `protection_seen`
+        self.received: list[Message] = []  # every message handed to the steps, for `protection_seen`
         self.datagrams: Datagrams[UeSession] = Datagrams(self, link)
 
     def close(self) -> None:
@@ -162,7 +162,7 @@ class Ue:
 
     # ---- wire: through datagram hygiene (datagrams.py) ---------------------------------------------
 
-    def send(self, message: EmsdpPacket | bytes) -> bytes:
+    def send(self, message: Message | bytes) -> bytes:
         """Send a message to the HSE. What already arrived is read first (`drain`): none of it can answer this."""
         raw = bytes(message)
         if self.datagrams.send(raw):
@@ -172,14 +172,14 @@ class Ue:
 
     def receive(
         self, timeout: float | None = None, *, grace: float = 0.0, expecting: str | None = None
-    ) -> EmsdpPacket | None:
+    ) -> Message | None:
         """The next datagram that can be the answer the UE waits for, or None on silence (`Datagrams.receive`)."""
         packet = self.datagrams.receive(timeout, grace=grace, expecting=expecting)
         if packet is not None:
             self.received.append(packet)
         return packet
 
-    def expect_silence(self, window: float, what: str = "the silence window") -> EmsdpPacket | None:
+    def expect_silence(self, window: float, what: str = "the silence window") -> Message | None:
         """The first datagram within `window` that can be a reaction to the UE's last message, or None
         (`Datagrams.expect_silence`)."""
         packet = self.datagrams.expect_silence(window, what)
@@ -214,7 +214,7 @@ class Ue:
         return self.datagrams.received_at
 
     @property
-    def last_received(self) -> EmsdpPacket | None:
+    def last_received(self) -> Message | None:
         return self.datagrams.last_received
 
     @property
@@ -249,14 +249,14 @@ class Ue:
             return self.session.id
         return self.datagrams.held_session
 
-    def says_unknown_session(self, packet: EmsdpPacket | None) -> bool:
+    def says_unknown_session(self, packet: Message | None) -> bool:
         """Whether a message is a Message Reject with the cause unknown_session."""
         if packet is None or not self._is_command_packet(packet, "message_reject"):
             return False
         cause = tlv_values(packet).get("cause")
         return bool(cause) and cause[0] == self.layout.causes.get("unknown_session")
 
-    def _is_command_packet(self, packet: EmsdpPacket, name: str) -> bool:
+    def _is_command_packet(self, packet: Message, name: str) -> bool:
         fields = getattr(packet, "fields", {})
         return getattr(packet, "plane", None) == "cp" and fields.get("cmd") == self.layout.commands.get(name)
 
@@ -274,7 +274,7 @@ class Ue:
         release: int | None = None,
         imsi: str | None = None,
         extra: tuple[tuple[str, bytes], ...] = (),
-    ) -> EmsdpPacket:
+    ) -> Message:
         """A Session Request (Session ID 0, Key ID 0, counter unchecked by the HSE); `imsi` overrides the
         subscriber's, e.g. to ask for one the HSE does not know."""
         tlvs: list[tuple[str, bytes]] = (
@@ -294,13 +294,13 @@ class Ue:
         tlvs.extend(extra)
         return self.codec.cp("session_request", tlvs, key_id=0, counter=0, session_id=0)
 
-    def session_request(self, **options: Any) -> EmsdpPacket:
+    def session_request(self, **options: Any) -> Message:
         """Build and send a Session Request (options as for `build_session_request`)."""
         message = self.build_session_request(**options)
         self.last_request = self.send(message)
         return message
 
-    def accept_session_start(self, packet: EmsdpPacket) -> AutnCheck:
+    def accept_session_start(self, packet: Message) -> AutnCheck:
         """Run the USIM on a Session Start; on success derive the keys and open the session."""
         tlvs = tlv_values(packet)
         for needed in ("rand", "autn", "hse_config"):
@@ -365,7 +365,7 @@ class Ue:
             return hmac.digest(self.security.key(keys, "cp", "integrity"), request, hashlib.sha256)
         return hashlib.sha256(request).digest()
 
-    def checksum_covers(self, packet: EmsdpPacket, request: bytes) -> bool | None:
+    def checksum_covers(self, packet: Message, request: bytes) -> bool | None:
         """Whether a Session Start's request checksum covers `request`; None if it cannot be told. The USIM is
         not run: its SQN stays as it is."""
         tlvs = tlv_values(packet)
@@ -381,7 +381,7 @@ class Ue:
                 return None
         return hmac.compare_digest(self._request_checksum(request, keys)[: len(checksum)], checksum)
 
-    def sqn_of(self, packet: EmsdpPacket) -> int | None:
+    def sqn_of(self, packet: Message) -> int | None:
         """The SQN a Session Start's AUTN carries (unmasked with AK), to tell the newer of two answers."""
         tlvs = tlv_values(packet)
         rand, autn = tlvs.get("rand"), tlvs.get("autn")
@@ -400,11 +400,11 @@ class Ue:
         self.confirm()
         return self.session
 
-    def confirm(self, res: bytes | None = None) -> EmsdpPacket:
+    def confirm(self, res: bytes | None = None) -> Message:
         session = self._using()
         return self.send_protected("session_start_confirmation", [("res", session.res if res is None else res)])
 
-    def send_auts(self, auts: bytes, session_id: int) -> EmsdpPacket:
+    def send_auts(self, auts: bytes, session_id: int) -> Message:
         """Start Confirmation without keys (Key ID 0) carrying AUTS: please resynchronise. If the UE followed a
         newer answer to its request (the network duplicated it), the AUTS is that answer's, on its session."""
         auts, session_id = self.datagrams.auts_to_send(auts, session_id)
@@ -429,7 +429,7 @@ class Ue:
         self.datagrams.using(session.id)
         return session
 
-    def protected(self, command: str, tlvs: list[tuple[str, bytes]], *, counter: int | None = None) -> EmsdpPacket:
+    def protected(self, command: str, tlvs: list[tuple[str, bytes]], *, counter: int | None = None) -> Message:
         """An uplink CP message under the session's keys, with the next counter unless one is given."""
         session = self._using()
         if counter is None:
@@ -446,12 +446,12 @@ class Ue:
             direction=UPLINK,
         )
 
-    def send_protected(self, command: str, tlvs: list[tuple[str, bytes]]) -> EmsdpPacket:
+    def send_protected(self, command: str, tlvs: list[tuple[str, bytes]]) -> Message:
         message = self.protected(command, tlvs)
         self.send(message)
         return message
 
-    def user_data(self, data: bytes, *, counter: int | None = None) -> EmsdpPacket:
+    def user_data(self, data: bytes, *, counter: int | None = None) -> Message:
         """An uplink UP message: ciphered when the service is confidential, always integrity protected."""
         session = self._using()
         if counter is None:
@@ -468,7 +468,7 @@ class Ue:
             cipher=session.config["service"] == "up_confidential",
         )
 
-    def check_downlink(self, packet: EmsdpPacket) -> bytes | None:
+    def check_downlink(self, packet: Message) -> bytes | None:
         """Verify a downlink message (MAC and counter freshness); for UP data return the plaintext."""
         session = self._session()
         if not self.security.verify(packet, session.keys, DOWNLINK):
@@ -504,7 +504,7 @@ class Ue:
         mine = [p for p in self.received if getattr(p, "key_id", 0) and getattr(p, "session_id", None) == session.id]
         return len(mine), sum(bool(self.security.verify(p, session.keys, DOWNLINK)) for p in mine)
 
-    def expect(self, command: str | None, timeout: float | None = None, grace: float = 0.0) -> EmsdpPacket:
+    def expect(self, command: str | None, timeout: float | None = None, grace: float = 0.0) -> Message:
         """The next message, which must be `command` (a CP command name) or UP data (None). NoReply on silence;
         LateReply if it comes after `timeout` but within `grace` more."""
         packet = self.receive(timeout, grace=grace, expecting=command or "up")
@@ -519,7 +519,7 @@ class Ue:
             raise ProtocolError(f"expected {command or 'user-plane data'}, got {got}: {self.codec.describe(packet)}")
         return packet
 
-    def answer_manage_keys(self, request: EmsdpPacket) -> tuple[AutnCheck, dict[str, bytes]]:
+    def answer_manage_keys(self, request: Message) -> tuple[AutnCheck, dict[str, bytes]]:
         """Verify a Manage Keys Request, answer RES (or AUTS) and return the keys of the next session."""
         self.check_downlink(request)
         tlvs = tlv_values(request)

@@ -387,7 +387,7 @@ def forged_mac_accepted(server: HseServer) -> Seen:
     with ue_for(server) as ue:
         ue.start()
         message = ue.user_data(b"forged")
-        message.mac = bytes(b ^ 0xFF for b in message.mac)
+        message = message.with_mac(bytes(b ^ 0xFF for b in message.mac))
         echoed = echo_of(ue, message)
     return seen(symptom=echoed == b"forged", faithful=echoed is None, evidence=f"echo of a forged MAC: {echoed!r}")
 

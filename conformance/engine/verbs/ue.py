@@ -275,10 +275,10 @@ def send(ctx: Context, args: dict[str, Any]) -> None:
         raise Inconclusive(f"cannot send {what}: no BEST session")
     message = _protected(ctx, ue, what, options, ctx.saved.get(f"{args.get('as', 'ue')}.sent", {}))
     if options.get("mac") == "corrupt":
-        message.mac = bytes([message.mac[0] ^ 0x01]) + message.mac[1:]
+        message = message.with_mac(bytes([message.mac[0] ^ 0x01]) + message.mac[1:])
     if "key_id" in options:
-        message.key_id = options["key_id"]
-        ue.security.seal(message, ue.session.keys, "uplink")
+        message = ue.codec.decode(ue.codec.fast.replace(message, key_id=options["key_id"]), message.scheme)
+        message = ue.security.seal(message, ue.session.keys, "uplink")
     raw = bytes(message)
     _sent(ctx, args, what, raw)
     ue.send(raw)
