@@ -10,7 +10,7 @@ import click
 
 from conformance import __version__
 from conformance.binding import Binding, BindingError, load_binding
-from conformance.exit_codes import EXIT_FAIL, EXIT_HARNESS, EXIT_USAGE
+from conformance.exit_codes import EXIT_FAIL, EXIT_HARNESS, EXIT_PASS, EXIT_USAGE
 
 
 class Hex(click.ParamType):
@@ -351,10 +351,10 @@ def _start_reference(
 
     from conformance.faults import UnknownFault, parse_faults
     from conformance.keyserver.certs import CertificateDirectory
-    from conformance.profile import ProfileError, load_profile
+    from conformance.profile import ProfileError, load_profile, shipped_profile
 
     try:
-        profile = load_profile(profile_path or _shipped_profile(f"reference-{kind}.yaml"))
+        profile = load_profile(profile_path or str(shipped_profile(f"reference-{kind}.yaml")))
         chosen = parse_faults(faults)
         if profile.sut.kind != kind:
             raise click.UsageError(f"{profile.path}: sut.kind is {profile.sut.kind!r}, not {kind!r}")
@@ -499,6 +499,13 @@ def _emse_signals(service: Any) -> None:
     default=None,
     help="Start the reference SUT the profile describes, embedded (default: only without --profile).",
 )
+@click.option(
+    "--all",
+    "all_kinds",
+    is_flag=True,
+    help="Every kind's suite (hse, emks, emse) against its embedded reference, the kinds in parallel, into one "
+    "folder: reports/<run-id>/<kind>/ and runs.json. Exit 0 only when every kind's decision is pass.",
+)
 @click.option("--fault", "faults", multiple=True, help="With the embedded reference: switch on a fault (repeatable).")
 @click.option("-k", "keyword", help="Only cases matching this pytest -k expression (e.g. 'SR or EAS').")
 @click.option("--reports", default="reports", show_default=True, help="Folder for the run's reports.")
@@ -526,6 +533,7 @@ def _emse_signals(service: Any) -> None:
 def run(
     profile_path: str | None,
     reference: bool | None,
+    all_kinds: bool,
     faults: tuple[str, ...],
     keyword: str | None,
     reports: str,
@@ -542,11 +550,12 @@ def run(
     was inconclusive or did not run, or the run left cases out), 2 bad input, 3 a harness error.
     With --baseline: 0 when every failure is an expected one, 1 on a new failure (see README).
     """
+    from conformance.profile import shipped_profile
     from conformance.pytest_plugin import HARNESS_CA  # before pytest loads it as a plugin, as it always was
     from conformance.run import RunError, RunOptions, execute
 
     options = RunOptions(
-        profile=profile_path or _shipped_profile("reference-hse.yaml"),
+        profile=profile_path or str(shipped_profile("reference-hse.yaml")),
         embedded=reference if reference is not None else profile_path is None,
         faults=faults,
         keyword=keyword,
@@ -557,6 +566,10 @@ def run(
         strict_baseline=strict_baseline,
         stop_after=stop_after,
     )
+    if all_kinds:
+        if profile_path or reference is False:
+            raise click.UsageError("--all runs the shipped reference profiles: leave out --profile and --no-reference")
+        _run_all(options)
     try:
         run_dir, outcome = execute(options)
     except RunError as exc:
@@ -568,6 +581,29 @@ def run(
 
         sys.exit(report_run(run_dir, strict_baseline, console))
     sys.exit(outcome.code)
+
+
+def _run_all(options: Any) -> None:
+    """`run --all`: each kind's summary, then the one decision over all of them; exits."""
+    from conformance.pytest_plugin import HARNESS_CA
+    from conformance.run import RunError, all_code, execute_all
+
+    console = _console(stderr=True)
+    try:
+        parent, runs = execute_all(options)
+    except RunError as exc:
+        raise click.UsageError(str(exc)) from None
+    for kind_run in runs:
+        if kind_run.outcome is None:
+            console.print(f"{kind_run.kind}: not run: {kind_run.skipped}", highlight=False)
+            continue
+        console.rule(kind_run.kind.upper())
+        _print_run_summary(kind_run.run_dir, kind_run.outcome, kind_run.run_dir / HARNESS_CA, console)
+    code = all_code(runs)
+    passed = sum(r.code == EXIT_PASS for r in runs)
+    word = "PASS" if code == EXIT_PASS else "FAIL"
+    console.print(f"decision over all kinds: {word}: {passed} of {len(runs)} kinds pass; {parent}/runs.json")
+    sys.exit(code)
 
 
 def _print_run_summary(run_dir: Any, outcome: Any, harness_ca: Any, console: Any) -> None:
@@ -894,15 +930,6 @@ def _load_profile(path: str) -> Any:
         return load_profile(path)
     except ProfileError as exc:
         raise click.UsageError(str(exc)) from None
-
-
-def _shipped_profile(name: str) -> str:
-    """A profile shipped with the harness: inside an installed wheel, or in profiles/ of a checkout."""
-    from importlib import resources
-    from pathlib import Path
-
-    packaged = resources.files("conformance").joinpath("profiles", name)
-    return str(packaged) if packaged.is_file() else str(Path(__file__).resolve().parent.parent / "profiles" / name)
 
 
 def main(argv: list[str] | None = None) -> None:

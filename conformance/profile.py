@@ -7,6 +7,7 @@ A broken profile gets every problem at once, each with its path in the file and 
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -240,6 +241,15 @@ class LoadedProfile:
     def emse_endpoint(self) -> tuple[str, int]:
         emse = self.profile.endpoints.emse or UdpEndpoint()
         return emse.host, emse.port or self.binding["dtls.port"]
+
+
+def shipped_profile(name: str) -> Path:
+    """A profile shipped with the harness (e.g. reference-hse.yaml): inside an installed wheel, or in profiles/ of
+    a checkout."""
+    packaged = resources.files("conformance").joinpath("profiles", name)
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "profiles" / name
 
 
 def load_profile(source: str | Path | dict[str, Any]) -> LoadedProfile:

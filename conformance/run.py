@@ -7,6 +7,7 @@ the decision is pass.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import difflib
 import json
@@ -38,6 +39,7 @@ class RunOptions:
     baseline: str | None = None
     strict_baseline: bool = False
     stop_after: int | None = None
+    run_dir: str | None = None  # the run folder (default: a new one under `reports`)
 
 
 def check_faults(options: RunOptions) -> None:
@@ -58,19 +60,121 @@ def check_faults(options: RunOptions) -> None:
             raise RunError(f"--fault {name!r} is not in the catalogue; {hint}known: {', '.join(sorted(BY_NAME))}")
 
 
-def execute(options: RunOptions) -> tuple[Path, Outcome]:
-    """Check the input, run the cases through pytest (with live progress) into a new run folder, and account
-    for them: the folder and how the run ended. Raises RunError on bad input, before anything runs, or when -k
-    matched no case."""
+def execute(options: RunOptions, live: bool = True) -> tuple[Path, Outcome]:
+    """Check the input, run the cases through pytest (with live progress, unless `live` is false) into a new run
+    folder, and account for them: the folder and how the run ended. Raises RunError on bad input, before
+    anything runs, or when -k matched no case."""
     from conformance.engine.live import LiveProgress
 
     check_faults(options)
     if options.baseline:
         check_baseline(options.baseline, options.profile)
-    run_dir = Path(options.reports) / new_run_id()
+    run_dir = Path(options.run_dir) if options.run_dir else Path(options.reports) / new_run_id()
     collected = Collected()
-    code = pytest.main(pytest_args(options, run_dir), plugins=[LiveProgress(), collected])
+    code = pytest.main(pytest_args(options, run_dir), plugins=[LiveProgress(), collected] if live else [collected])
     return run_dir, conclude(run_dir, code, collected, options.keyword)
+
+
+# ---- every kind against its reference, one command (`run --all`) ---------------------------------------------
+
+KINDS = ("hse", "emks", "emse")  # every SUT kind that ships a reference profile and a suite
+KIND_NEEDS: dict[str, tuple[str, ...]] = {"emse": ("mbedtls",)}  # python-mbedtls: CPython 3.11 and 3.12 only
+
+
+@dataclass
+class KindRun:
+    """One kind's run of `run --all`: its folder and outcome, or why it did not run."""
+
+    kind: str
+    run_dir: Path | None
+    outcome: Outcome | None
+    skipped: str = ""  # why the kind did not run (a module its reference needs, no case matching -k)
+
+    @property
+    def code(self) -> int:
+        """The kind's run's exit code; a kind that did not run is not a pass (its shall cases did not run)."""
+        return self.outcome.code if self.outcome is not None else EXIT_FAIL
+
+
+def kind_unavailable(kind: str) -> str | None:
+    """Why a kind's reference cannot run here, or None."""
+    import importlib.util
+
+    missing = [m for m in KIND_NEEDS.get(kind, ()) if importlib.util.find_spec(m) is None]
+    return f"needs the module {missing[0]}, not installed" if missing else None
+
+
+def execute_all(options: RunOptions) -> tuple[Path, list[KindRun]]:
+    """Every kind's suite against its embedded reference, the kinds in parallel processes (one per core, at
+    most one per kind), into one folder: <reports>/<run-id>/<kind>/, each a whole run folder, and runs.json
+    naming each kind's decision. A kind whose reference cannot run here counts against pass."""
+    import concurrent.futures
+    import os
+
+    from conformance.profile import shipped_profile
+
+    if options.faults or options.baseline or options.workers or options.run_dir:
+        raise RunError("--all runs the references as shipped: --fault, --baseline and -n apply to one kind's run")
+    parent = Path(options.reports) / new_run_id()
+    runs = {kind: KindRun(kind, None, None, why) for kind in KINDS if (why := kind_unavailable(kind))}
+    todo = {
+        kind: RunOptions(
+            profile=str(shipped_profile(f"reference-{kind}.yaml")),
+            embedded=True,
+            keyword=options.keyword,
+            reveal_secrets=options.reveal_secrets,
+            stop_after=options.stop_after,
+            run_dir=str(parent / kind),
+        )
+        for kind in KINDS
+        if kind not in runs
+    }
+    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
+        futures = {kind: pool.submit(_execute_quietly, kind_options) for kind, kind_options in todo.items()}
+        for kind, future in futures.items():
+            run_dir, outcome, error = future.result()
+            runs[kind] = KindRun(kind, run_dir, outcome, f"no case matches: {error}" if error else "")
+    ordered = [runs[kind] for kind in KINDS]
+    if all(r.skipped.startswith("no case matches") for r in ordered if r.outcome is None) and not any(
+        r.outcome for r in ordered
+    ):
+        with contextlib.suppress(OSError):  # the kinds' runs removed their empty folders
+            parent.rmdir()
+        raise RunError(f"no case of any kind matches -k {options.keyword!r}; `best-conformance list` shows the cases")
+    parent.mkdir(parents=True, exist_ok=True)
+    (parent / "runs.json").write_text(json.dumps(_runs_record(ordered), indent=2) + "\n", encoding="utf-8")
+    return parent, ordered
+
+
+def _execute_quietly(options: RunOptions) -> tuple[Path | None, Outcome | None, str]:
+    """One kind's run in a worker process, without live progress; a RunError (-k matching none of its cases)
+    comes back as text."""
+    try:
+        run_dir, outcome = execute(options, live=False)
+    except RunError as exc:
+        return None, None, str(exc)
+    return run_dir, outcome, ""
+
+
+def all_code(runs: list[KindRun]) -> int:
+    """The exit code of `run --all`: a harness error anywhere, else a kind not passing, else pass."""
+    codes = [r.code for r in runs]
+    if EXIT_HARNESS in codes:
+        return EXIT_HARNESS
+    return EXIT_FAIL if any(c != EXIT_PASS for c in codes) else EXIT_PASS
+
+
+def _runs_record(runs: list[KindRun]) -> dict[str, Any]:
+    kinds = {}
+    for r in runs:
+        decision = _decision(r.run_dir) if r.run_dir is not None else None
+        kinds[r.kind] = {
+            "folder": r.kind if r.run_dir is not None else None,
+            "decision": decision["outcome"] if decision else None,
+            "reason": decision.get("reason") if decision else r.skipped,
+            "exit_code": r.code,
+        }
+    return {"command": "best-conformance run --all", "exit_code": all_code(runs), "kinds": kinds}
 
 
 def check_baseline(baseline: str, profile: str) -> None:

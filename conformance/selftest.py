@@ -27,7 +27,6 @@ import concurrent.futures
 import contextlib
 import datetime
 import fnmatch
-import importlib.util
 import json
 import logging
 import multiprocessing
@@ -39,7 +38,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +52,11 @@ from conformance.engine.runner import case_result, run_case
 from conformance.faults import BY_NAME, CATALOGUE, CatalogueError, parse_faults
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.masking import mask_result
-from conformance.profile import LoadedProfile, load_profile
+from conformance.profile import LoadedProfile, load_profile, shipped_profile
 from conformance.reference.death import DEATH_LOGGER, death_time
 from conformance.reference.process import ServedReference, cli_command, free_port
 from conformance.report.compliance import decision
+from conformance.run import kind_unavailable
 
 # Which catalogue components each reference SUT kind implements, so which faults it can be run with.
 KIND_COMPONENTS: dict[str, tuple[str, ...]] = {
@@ -65,9 +64,6 @@ KIND_COMPONENTS: dict[str, tuple[str, ...]] = {
     "emks": ("keyserver",),  # the reference EMKS is a key server only
     "emse": ("emse",),  # the reference EMSE/EAS
 }
-
-# Modules a kind's reference needs beyond the base install (python-mbedtls has no wheels past CPython 3.12).
-KIND_NEEDS: dict[str, tuple[str, ...]] = {"emse": ("mbedtls",)}
 
 
 # The catalogue's expected catchers and warn-suffices (faults.yaml: caught_by, warn_suffices), as the tables the
@@ -128,22 +124,14 @@ def missed_catchers(cases: dict[str, Case], results: dict[str, Result], expected
 # ---- what can be selftested ------------------------------------------------------------------------------
 
 
-def shipped_profile(name: str) -> Path:
-    """A profile shipped with the harness: inside an installed wheel, or in profiles/ of a checkout."""
-    packaged = resources.files("conformance").joinpath("profiles", name)
-    if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "profiles" / name
-
-
 def unavailable(kind: str) -> str | None:
     """Why the selftest cannot run this kind here, or None. A kind joins once its profile and suite ship."""
     if kind not in KIND_COMPONENTS:
         return "unknown SUT kind"
     if not shipped_profile(f"reference-{kind}.yaml").is_file() or not any(suite_dir(kind).glob("*.yaml")):
         return "no shipped reference profile and suite yet"
-    missing = [m for m in KIND_NEEDS.get(kind, ()) if importlib.util.find_spec(m) is None]
-    return f"its reference needs the module {missing[0]}, not installed" if missing else None
+    why = kind_unavailable(kind)
+    return f"its reference {why}" if why else None
 
 
 def available_kinds() -> list[str]:
