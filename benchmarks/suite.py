@@ -1,5 +1,7 @@
-"""Suite speed: wall time of the full HSE suite against the embedded reference, and the harness's median added
-latency per exchange over a plain UDP echo of the same bytes. Target (issue #5): the suite under 30 s.
+"""Suite speed, measured in one run: the harness's median added latency per exchange over a plain Python UDP echo
+of the same bytes, the HSE suite against its embedded reference (engine only), and a full certification: every
+kind's suite against its reference, one command (`best-conformance run --all`). Targets (issue #14): added
+latency <= 2x the echo's round trip; the full certification under 30 s on 2 cores.
 
     python benchmarks/suite.py [EXCHANGES]
 """
@@ -95,27 +97,32 @@ def suite_wall_time() -> tuple[int, float, dict[str, int]]:
         return len(cases), time.perf_counter() - start, verdicts
 
 
-def cli_wall_time() -> float:
+def cli_wall_time(*args: str) -> tuple[float, int]:
+    """Wall time (s) and exit code of `best-conformance run ARGS` in a scratch folder."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        subprocess.run(
-            [str(Path(sys.executable).with_name("best-conformance")), "run", "--reports", tmp],
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("best-conformance")), "run", "--reports", tmp, *args],
             check=False,
             capture_output=True,
             cwd=tmp,
         )
-        return time.perf_counter() - start
+        return time.perf_counter() - start, done.returncode
 
 
 def main(exchanges: int = 500) -> None:
-    count, seconds, verdicts = suite_wall_time()
-    print(f"HSE suite: {count} cases in {seconds:.1f} s against the embedded reference (engine only); {verdicts}")
-    print(f"best-conformance run, whole command (start-up, reference, reports): {cli_wall_time():.1f} s")
     plain, harness = added_latency(exchanges)
+    added = harness - plain
     print(
         f"round trip over {exchanges} exchanges, median: plain UDP echo {plain:.0f} µs, through the UE role "
-        f"{harness:.0f} µs, added by the harness {harness - plain:.0f} µs"
+        f"{harness:.0f} µs, added by the harness {added:.0f} µs = {added / plain:.2f}x the echo (target <= 2x)"
     )
+    count, seconds, verdicts = suite_wall_time()
+    print(f"HSE suite: {count} cases in {seconds:.1f} s against the embedded reference (engine only); {verdicts}")
+    hse, code = cli_wall_time()
+    print(f"best-conformance run, the HSE (start-up, reference, reports): {hse:.1f} s, exit {code}")
+    every, code = cli_wall_time("--all")
+    print(f"best-conformance run --all, every kind's suite (target < 30 s): {every:.1f} s, exit {code}")
 
 
 if __name__ == "__main__":
