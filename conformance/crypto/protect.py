@@ -9,6 +9,7 @@ Both sides of the harness (UE role, reference HSE) use this one module, so they 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -21,10 +22,23 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 UPLINK, DOWNLINK = "uplink", "downlink"
 
 
+# Key schedules made once per key, not per message: a session's keys protect every message of it. Bounded, so a
+# long load run with many sessions keeps the newest.
+@functools.lru_cache(maxsize=4096)
+def _aes(key: bytes) -> algorithms.AES:
+    return algorithms.AES(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _keyed_cmac(key: bytes) -> cmac.CMAC:
+    """An AES-CMAC context keyed and not yet fed: each MAC works on a copy."""
+    return cmac.CMAC(_aes(key))
+
+
 def mac_primitive(algorithm: str, key: bytes, data: bytes) -> bytes:
     """The untruncated MAC: AES-CMAC (as in 128-EIA2) or HMAC-SHA-256."""
     if algorithm == "aes-cmac":
-        c = cmac.CMAC(algorithms.AES(key))
+        c = _keyed_cmac(bytes(key)).copy()
         c.update(data)
         return c.finalize()
     if algorithm == "hmac-sha256":
@@ -79,4 +93,4 @@ class Protection:
         """Encrypt or decrypt (CTR is its own inverse); 'none' leaves the data as it is."""
         if self.cipher == "none":
             return data
-        return Cipher(algorithms.AES(key), modes.CTR(count + bytes(8))).encryptor().update(data)
+        return Cipher(_aes(bytes(key)), modes.CTR(count + bytes(8))).encryptor().update(data)
