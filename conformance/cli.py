@@ -28,12 +28,13 @@ class Hex(click.ParamType):
         if isinstance(value, bytes):
             return value
         digits = str(value).replace(" ", "").replace(":", "").removeprefix("0x")
+        # the value is not echoed: --k, --op and --opc are secrets
         if len(digits) % 2:
-            self.fail(f"odd number of hex digits ({len(digits)}) in {value!r}", param, ctx)
+            self.fail(f"odd number of hex digits ({len(digits)})", param, ctx)
         try:
             octets = bytes.fromhex(digits)
         except ValueError:
-            self.fail(f"not hex: {value!r}", param, ctx)
+            self.fail(f"not hex (a character other than 0-9, a-f) in {len(digits)} characters", param, ctx)
         if self.octets is not None and len(octets) != self.octets:
             self.fail(f"must be {self.octets} octets ({2 * self.octets} hex digits), got {len(octets)}", param, ctx)
         return octets
@@ -868,7 +869,8 @@ def verify(run_dir: str, public_key: str | None) -> None:
         sys.exit(EXIT_FAIL)
     click.echo(
         f"{run_dir}: valid: signed by {outcome.signer} at {outcome.signed_at}; "
-        f"compliance.json ({outcome.cases} cases) and {outcome.files} files unchanged"
+        f"compliance.json ({outcome.cases} case{'' if outcome.cases == 1 else 's'}) and {outcome.files} files "
+        "unchanged"
     )
 
 

@@ -271,7 +271,9 @@ def conclude(run_dir: Path, pytest_code: int, collected: Collected, keyword: str
     missing = sorted(collected.ids - {r["case"] for r in loaded.results})
     decision = _decision(run_dir)
     counts = Counter(r["verdict"] for r in loaded.results)
-    lines.append(f"{len(loaded.results)} cases: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+    count = len(loaded.results)
+    tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    lines.append(f"{count} case{'' if count == 1 else 's'}: {tally}")
     if decision is None:
         lines.append(f"no compliance.json was written in {run_dir}: the run's record is incomplete")
         return Outcome(EXIT_HARNESS, lines, loaded.results)

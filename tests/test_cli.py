@@ -143,6 +143,7 @@ def test_binding_dependence_is_transitive(capsys, tmp_path):
         (["--k", SET1["k"][:-1]], "Invalid value for '--k': odd number of hex digits (31)"),
         (["--k", SET1["k"][:-2]], "Invalid value for '--k': must be 16 octets (32 hex digits), got 15"),
         (["--rand", "zz" * 16], "Invalid value for '--rand': not hex"),
+        (["--k", "zz" + SET1["k"][2:]], "Invalid value for '--k': not hex (a character other than 0-9, a-f) in 32"),
         (["--sqn", "00"], "Invalid value for '--sqn': must be 6 octets"),
         (["--amf", "b9b9b9"], "Invalid value for '--amf': must be 2 octets"),
         (["--opc", SET1["opc"]], "give exactly one of --op and --opc"),
@@ -158,6 +159,7 @@ def test_bad_input_is_one_line_naming_the_argument(capsys, change, message):
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("best-conformance: error: "), err
     assert message in err
+    assert all(value not in err for value in change[1::2] if len(value) > 8), "a value typed is never echoed"
 
 
 def test_missing_required_argument(capsys):

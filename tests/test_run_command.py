@@ -116,7 +116,7 @@ def test_no_private_key_is_left_in_a_run_folder(run_folder, tmp_path):
     and ships the run folder."""
     emse = cli(tmp_path, "run", "--profile", str(ROOT / "profiles/reference-emse.yaml"), "--reference",
                "--reports", "out", "-k", "REG-006")  # fmt: skip
-    assert "1 cases: 1 pass" in " ".join(emse.stderr.split()), emse.stderr
+    assert "1 case: 1 pass" in " ".join(emse.stderr.split()), emse.stderr
     for folder in (run_folder, tmp_path / "out"):
         keys = [p for p in folder.rglob("*") if p.suffix in (".key", ".pem") or b"PRIVATE KEY" in _head(p)]
         assert not keys, keys

@@ -246,11 +246,13 @@ def test_pytest_fails_cases_against_a_dead_sut_it_does_not_skip_them(reference, 
     profile.write_text(yaml.safe_dump(data))
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", "--best-profile", str(profile),
-         "--best-reports", str(tmp_path / "reports"), "-k", "SR-001 or TLS-001 or UP-001", "-q", "-rA"],
+         "--best-reports", "reports", "-k", "SR-001 or TLS-001 or UP-001", "-q", "-rA",
+         "--junitxml", str(tmp_path / "ci" / "out.xml"), "--alluredir", str(tmp_path / "ci" / "allure")],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 1, done.stdout[-2000:]
     assert "3 failed" in done.stdout and "skipped" not in done.stdout, done.stdout[-2000:]
     assert "INCONCLUSIVE: HSE-TLS-001" in done.stdout and "nothing answers" in done.stdout
     assert "decision: FAIL" in done.stdout  # the summary says where the run folder went, as an absolute path
-    assert f"run folder: {tmp_path / 'reports'}/" in done.stdout
+    assert f"run folder: {tmp_path / 'reports'}/" in done.stdout  # absolute --junitxml/--alluredir move nothing
+    assert len(list((tmp_path / "reports").glob("*/compliance.json"))) == 1
