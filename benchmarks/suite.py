@@ -27,7 +27,7 @@ from conformance.roles.ue import Credentials, Ue
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def echo_server() -> tuple[socket.socket, threading.Event]:
+def echo_server() -> tuple[socket.socket, threading.Event, threading.Thread]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.2)
@@ -41,14 +41,15 @@ def echo_server() -> tuple[socket.socket, threading.Event]:
                 continue
             sock.sendto(data, addr)
 
-    threading.Thread(target=serve, daemon=True).start()
-    return sock, stop
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return sock, stop, thread
 
 
 def added_latency(exchanges: int) -> tuple[float, float]:
     """Median round trip (µs) of the same message: plain socket vs the UE role (codec, tap, decode)."""
     profile = load_profile(ROOT / "profiles" / "reference-hse.yaml")
-    server, stop = echo_server()
+    server, stop, thread = echo_server()
     address = server.getsockname()
     sub = profile.pixit.subscribers[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,6 +81,7 @@ def added_latency(exchanges: int) -> tuple[float, float]:
                 harness_times.append(time.perf_counter() - start)
             plain.close()
     stop.set()
+    thread.join()
     server.close()
     return statistics.median(plain_times) * 1e6, statistics.median(harness_times) * 1e6
 

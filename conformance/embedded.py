@@ -29,6 +29,7 @@ def embedded_reference(
             certs = CertificateDirectory(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "certs")
         data: dict[str, Any] = profile.profile.model_dump(mode="json", exclude_none=True)
         data["reference"]["faults"] = sorted(set(data["reference"].get("faults", [])) | faults)
+        data["pixit"]["timing"] = "measured"  # it answers on this host: wait as long as its round trips ask
         peers = None
         if profile.sut.kind == "hse":
             service = stack.enter_context(ReferenceHseService(load_profile(data), udp_port=0, rest_port=0, certs=certs))

@@ -189,7 +189,19 @@ class Pixit(Strict):
     )
     eas_id: str = "eas.example.com"
     emse_id: str = "emse-1"
-    reply_timeout: float = Field(2.0, gt=0)
+    reply_timeout: float = Field(2.0, gt=0, description="how long the SUT may take to answer (s)")
+    silence_window: float | None = Field(
+        None,
+        gt=0,
+        description="the longest the SUT takes to react to a message (s): the cases' silence windows are cut to it. "
+        "Default: the windows the cases give (300 ms for most)",
+    )
+    timing: Literal["fixed", "measured"] = Field(
+        "fixed",
+        description="measured: reply timeouts and silence windows are derived from the SUT's measured round trip "
+        "(roles/timing.py), never longer than the fixed ones; what the harness uses against its own references on "
+        "this host. Keep fixed for a SUT whose answers may take long at times",
+    )
     registration_timeout: float = Field(10.0, gt=0, description="how long an EMSE may take to (re)register")
     triggers: dict[Literal["register", "deregister", "provision"], str] = Field(
         {},

@@ -255,6 +255,9 @@ def run_task(task: Task) -> Run:
 # the default, 2 s): it answers on the same host within milliseconds, and runs of faults that leave requests
 # unanswered mostly wait for this
 REPLY_TIMEOUT = 1.0
+# What the selftest's lab profile says of the served reference's timing: it answers on this host, so its waits are
+# derived from its measured round trips (roles/timing.py), as an embedded reference's are
+LAB_PIXIT = {"reply_timeout": REPLY_TIMEOUT, "timing": "measured"}
 STOP_AFTER = 5  # as `run --stop-after`: cases in a row without any answer from the SUT before a slice stops
 
 
@@ -312,9 +315,9 @@ def _deaths_logged() -> Iterator[list[float]]:
 
 
 def selftest_profile(kind: str) -> LoadedProfile:
-    """The kind's shipped reference profile, with the selftest's REPLY_TIMEOUT."""
+    """The kind's shipped reference profile, with the selftest's timing (LAB_PIXIT)."""
     data = yaml.safe_load(shipped_profile(f"reference-{kind}.yaml").read_text(encoding="utf-8"))
-    data["pixit"] = {**data["pixit"], "reply_timeout": REPLY_TIMEOUT}
+    data["pixit"] = {**data["pixit"], **LAB_PIXIT}
     return load_profile(data)
 
 
@@ -336,16 +339,16 @@ def external_reference(kind: str, fault: str | None, folder: Path) -> Iterator[t
     with contextlib.ExitStack() as stack:
         stack.callback(served.stop)
         if kind == "emse":  # the EMKS listens first, with the lab's tls files; then the EMSE starts and registers
-            first = load_profile(served.write_profile(served.profile_data(reply_timeout=REPLY_TIMEOUT)))
+            first = load_profile(served.write_profile(served.profile_data(pixit=LAB_PIXIT)))
             peers = stack.enter_context(harness_peers(first))
             assert peers.emks is not None
             served.start(key_server=peers.emks.url)
             profile = load_profile(
-                served.write_profile(served.profile_data(key_server=peers.emks.url, reply_timeout=REPLY_TIMEOUT))
+                served.write_profile(served.profile_data(key_server=peers.emks.url, pixit=LAB_PIXIT))
             )
         else:
             served.start()
-            profile = load_profile(served.write_profile(served.profile_data(reply_timeout=REPLY_TIMEOUT)))
+            profile = load_profile(served.write_profile(served.profile_data(pixit=LAB_PIXIT)))
             peers = stack.enter_context(harness_peers(profile))
         profile.peers = peers
         yield profile, served
@@ -378,7 +381,7 @@ def _run_lab_command(task: Task) -> Run:
             # register trigger (kill -USR1) makes it register with the EMKS the run started
             key_server = f"https://127.0.0.1:{free_port()}" if task.kind == "emse" else None
             served.start(key_server=key_server)
-            lab = served.write_profile(served.profile_data(key_server=key_server, reply_timeout=REPLY_TIMEOUT))
+            lab = served.write_profile(served.profile_data(key_server=key_server, pixit=LAB_PIXIT))
             command = cli_command("run", "--profile", str(lab), "--reports", str(reports))
             done = subprocess.run(command, capture_output=True, text=True, timeout=LAB_RUN_TIMEOUT)
         task.out.mkdir(parents=True, exist_ok=True)

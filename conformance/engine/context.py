@@ -22,6 +22,7 @@ from conformance.masking import leaves, profile_secrets, provisioned_secrets
 from conformance.profile import LoadedProfile
 from conformance.roles.emks import Exchange, client_exchange, route_patterns
 from conformance.roles.key_client import KeyClient, ReceiverTls
+from conformance.roles.timing import Timing
 from conformance.roles.ue import Credentials, Ue, annotate_trace
 
 __all__ = ["Context", "NotApplicable", "NotRun"]
@@ -35,7 +36,9 @@ class Context:
         self.binding = profile.binding
         self.codec = Codec(self.binding)
         self.layout = self.codec.layout
-        self.timeout = profile.pixit.reply_timeout
+        pixit = profile.pixit
+        self.timeout = pixit.reply_timeout  # the key server's and the DTLS endpoint's answers
+        self.timing = Timing(profile.hse_endpoint, self.timeout, pixit.silence_window, pixit.timing == "measured")
         self.tap = PcapTap(pcap)
         self.pcap = pcap
         self.certs = certs  # the SUT's CA and client certificates, when the harness made them (embedded SUT)
@@ -90,7 +93,7 @@ class Context:
                 sn_id=self.profile.pixit.serving_network_id,
                 eas_id=self.profile.pixit.eas_id,
                 tap=self.tap,
-                timeout=self.timeout,
+                timing=self.timing,
             )
         return self.ues[name]
 

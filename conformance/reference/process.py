@@ -194,10 +194,10 @@ class ServedReference:
 
     # -- the lab's profile ----------------------------------------------------------------------------------
 
-    def profile_data(self, key_server: str | None = None, reply_timeout: float | None = None) -> dict[str, Any]:
+    def profile_data(self, key_server: str | None = None, pixit: dict[str, Any] | None = None) -> dict[str, Any]:
         """The profile a lab writes for this SUT: the shipped reference profile's SUT, PICS and PIXIT, with
         the endpoints it listens on, the TLS files (relative to the profile's folder), the triggers and, if
-        given, the time the SUT has to answer (pixit.reply_timeout)."""
+        given, PIXIT values of the lab's own (e.g. the time the SUT has to answer, pixit.reply_timeout)."""
         data = yaml.safe_load(self.shipped.read_text(encoding="utf-8"))
         data.pop("reference", None)  # how the reference behaves is not the lab's business
         data["sut"] = {**data["sut"], "product": f"{data['sut']['product']} (best-conformance serve)"}
@@ -228,8 +228,7 @@ class ServedReference:
             tls["clients"] = {i: {"cert": f"certs/client-{i}.pem", "key": f"certs/client-{i}.key"} for i in others}
         data["endpoints"], data["tls"] = endpoints, tls
         data["pixit"] = {**data["pixit"], "triggers": triggers} if triggers else data["pixit"]
-        if reply_timeout is not None:
-            data["pixit"]["reply_timeout"] = reply_timeout
+        data["pixit"].update(pixit or {})
         return data
 
     def write_profile(self, data: dict[str, Any]) -> Path:

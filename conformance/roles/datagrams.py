@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from conformance.crypto.aka import AutnCheck, AutnOutcome
 from conformance.emsdp.fast import Message
 from conformance.emsdp.values import tlv_values
+from conformance.roles import timing
 from conformance.roles.errors import LateReply
 from conformance.roles.udp import UdpLink
 
@@ -232,6 +233,8 @@ class Datagrams(Generic[SessionT]):
                 self._note(arrival, LATE, text)
                 raise LateReply(text)
             self.received_from, self.received_at, self.last_received = arrival.source, arrival.at, arrival.packet
+            if expecting != SILENCE and self._last_sent[1] and arrival.at > self._last_sent[1]:
+                timing.record(self.hse, (arrival.at - self._last_sent[1]) / 1e9)  # a round trip of this path
             request = self._request
             if request is not None and request.answer is None and self._is_start(arrival):
                 request.answer = _Answer(arrival, arrival.session_id or 0)

@@ -44,6 +44,7 @@ from conformance.roles.datagrams import (
     late_grace,
 )
 from conformance.roles.errors import LateReply, NoReply, NotJudgeable, PortUnreachable, ProtocolError
+from conformance.roles.timing import Timing
 from conformance.roles.udp import UdpLink
 
 __all__ = [  # what the engine and tests take from the UE role, wherever it lives
@@ -126,6 +127,7 @@ class Ue:
         sn_id: bytes | None = None,
         tap: PcapTap | None = None,
         timeout: float = 2.0,
+        timing: Timing | None = None,
     ):
         self.binding = binding
         self.codec = Codec(binding)
@@ -142,14 +144,19 @@ class Ue:
         self.snn = snn
         self.sn_id = sn_id if sn_id is not None else serving_network_id(self.layout.serving_network_encoding, snn)
         self.eas_id = eas_id
-        self.timeout = timeout
-        link = UdpLink(hse, tap, timeout)
+        self.timing = timing if timing is not None else Timing(hse, timeout)  # fixed, unless the profile says
+        link = UdpLink(hse, tap, self.timing.reply_timeout)
         self.sock: Any = link.sock
         self.session: UeSession | None = None
         self.last_request = b""
         self.last_sent = b""
         self.received: list[Message] = []  # every message handed to the steps, for `protection_seen`
         self.datagrams: Datagrams[UeSession] = Datagrams(self, link)
+
+    @property
+    def timeout(self) -> float:
+        """How long to wait for an answer when the step does not say (timing.py: fixed or measured)."""
+        return self.timing.reply()
 
     def close(self) -> None:
         self.sock.close()

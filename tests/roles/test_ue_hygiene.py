@@ -309,6 +309,7 @@ def behind(relay_of, profile: LoadedProfile, faults: frozenset[str] = frozenset(
     with embedded_reference(profile, faults) as (running, certs), relay_of(running.hse_endpoint) as relay:
         data = running.profile.model_dump(mode="json", exclude_none=True)
         data["endpoints"]["hse"] = {"host": relay.address[0], "port": relay.address[1]}
+        data["pixit"]["timing"] = "fixed"  # a network's delays, not the reference's round trip (roles/timing.py)
         target = load_profile(data)
         target.peers = running.peers
         yield target, certs, relay

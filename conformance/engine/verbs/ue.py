@@ -54,7 +54,7 @@ def _network_sqn(ctx: Context, name: str, subscriber: int) -> bytes:
     ue = ctx.ue(f"{name}.sqn-probe", subscriber)
     try:
         ue.session_request()
-        start = ue.expect("session_start", timeout=ctx.timeout)
+        start = ue.expect("session_start", timeout=ue.timeout)
         values = tlv_values(start)
         if "rand" not in values or "autn" not in values:
             raise ProtocolError(f"the Session Start carries no {'RAND' if 'rand' not in values else 'AUTN'}")
@@ -198,7 +198,8 @@ def _set_up(ctx: Context, args: dict[str, Any]) -> None:
     ue = _ue(ctx, args)
     options = dict(args.get("with") or {})
     _session_request(ctx, ue, options)
-    start = ue.expect("session_start", timeout=ctx.timeout, grace=late_grace(ctx.timeout))
+    window = ue.timeout
+    start = ue.expect("session_start", timeout=window, grace=late_grace(window))
     note_vector(ctx, ue, start)
     check = ue.accept_session_start(start)
     if check.outcome is not AutnOutcome.OK:
@@ -358,15 +359,25 @@ def expect(ctx: Context, args: dict[str, Any]) -> None:
     except NotJudgeable as exc:
         raise NotJudged(str(exc)) from None
     except CheckFailed as exc:
-        spoiled = spoiled_by_network(ctx, ue, exc, _seconds(args.get("within"), ctx.timeout))
+        spoiled = spoiled_by_network(ctx, ue, exc, _window(ue, args))
         if spoiled:  # the network's duplicate took the session away: what the step saw proves nothing
             raise NotJudged(f"not judged: {spoiled}; the step then saw: {exc}") from None
         raise
 
 
+def _window(ue: Any, args: dict[str, Any]) -> float:
+    """How long the step waits: a silence window as the UE's timing cuts it (a measured path, or the PIXIT's
+    silence_window); for an answer, the step's `within` as written (it may wait for a timer of the SUT's), else
+    the UE's reply timeout."""
+    given = None if args.get("within") is None else _seconds(args["within"], 0.0)
+    if args["_value"] in ("silence", "silence_or_reject"):
+        return ue.timing.silence(given)
+    return ue.timeout if given is None else given
+
+
 def _expect(ctx: Context, ue: Any, args: dict[str, Any], noted: int) -> None:
     what = args["_value"]
-    within = _seconds(args.get("within"), ctx.timeout)
+    within = _window(ue, args)
     if what == "silence":
         packet = ue.expect_silence(within, f"the {within * 1000:.0f} ms silence window")
         if packet is not None:
