@@ -325,9 +325,12 @@ class KeyServer:
             time.sleep(0.01)
         logger.info("key server listening on %s", self.url)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, *, graceful: bool = True) -> None:
+        """Stop serving. Graceful: open connections may finish their responses (up to 2 s); otherwise they are
+        cut at once, as a server that restarts cuts them."""
         self._released.set()
         self._server.should_exit = True
+        self._server.force_exit = not graceful
         if self._thread is not None:
             self._thread.join(timeout)
         self._socket.close()

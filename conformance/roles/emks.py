@@ -262,6 +262,6 @@ class HarnessEmks:
     def _restart(self, cert: Path, key: Path, version: str | None = None) -> None:
         """A new server on the same port with another TLS context; open connections end, so clients that keep
         them alive must connect again under the new terms."""
-        self.server.stop()
+        self.server.stop(graceful=False)  # an EMSE's kept-alive connection would hold a graceful stop for 2 s
         self.server = KeyServer(self._asgi, self._context(self.ca, cert, key, version), host=self.host, port=self.port)
         self.server.start()
