@@ -76,6 +76,9 @@ class Binding(Mapping[str, Any]):
         except KeyError:
             raise KeyError(f"{key}: not a binding parameter{_suggest(key, self._params)}") from None
 
+    def __contains__(self, key: object) -> bool:  # without building __getitem__'s suggestion for a missing key
+        return key in self._params
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._params)
 

@@ -158,10 +158,10 @@ def step(
 def binding_name_list(binding: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
     """The names a `binding_name` / `binding_keys` spec allows under this binding."""
     of, suffix = spec["of"], spec.get("suffix", "")
-    try:
+    if of in binding:
         value = binding[of]
         found = [str(v) for v in value] if isinstance(value, list) else []
-    except KeyError:
+    else:
         children = getattr(binding, "children", None)
         found = list(children(of)) if children else []
     if suffix:
