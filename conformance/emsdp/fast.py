@@ -17,6 +17,7 @@ decoding reads any number of TLVs, where scapy raises once a message has more th
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -111,18 +112,7 @@ class Message:
         if self.mac is None or len(mac) != len(self.mac) or self.raw[len(self.raw) - len(mac) :] != self.mac:
             raise ValueError("only a whole message carrying a MAC of this size can take another")
         raw = self.raw[: len(self.raw) - len(mac)] + bytes(mac)
-        return Message(
-            self.plane,
-            self.scheme,
-            self.header,
-            self.command,
-            self.command_name,
-            self.tlvs,
-            self.data,
-            bytes(mac),
-            list(self.problems),
-            raw,
-        )
+        return dataclasses.replace(self, mac=bytes(mac), problems=list(self.problems), raw=raw)
 
 
 @dataclass(frozen=True)
