@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conformance.binding import load_binding
 from conformance.emsdp.fast import FastCodec, Message
-from conformance.emsdp.layers import EmsdpPacket, Layers, layers_for
 from conformance.emsdp.layout import Layout
 from conformance.emsdp.values import decode_value
+
+if TYPE_CHECKING:  # scapy is imported on first use of the layers: a reference SUT or a UE never needs it
+    from conformance.emsdp.layers import EmsdpPacket, Layers
 
 
 class Codec:
@@ -28,6 +30,8 @@ class Codec:
     @cached_property
     def layers(self) -> Layers:
         """The scapy layers of this binding (made on first use: the hot path never needs them)."""
+        from conformance.emsdp.layers import layers_for
+
         return layers_for(self.layout)
 
     def bind_udp(self) -> None:
@@ -48,7 +52,7 @@ class Codec:
     ) -> Message:
         """A control-plane message: `command` by name (or code), TLVs as (name or tag, value[, length]) or as
         octets (a scapy TLV layer too), header fields (key_id, counter, session_id, mac, ...) as keywords."""
-        items = [bytes(t) if isinstance(t, EmsdpPacket) else t for t in tlvs]
+        items = [t if isinstance(t, tuple | bytes | bytearray) else bytes(t) for t in tlvs]  # bytes(): a scapy TLV
         return self.fast.decode(self.fast.cp(command, items, scheme=scheme, **header), scheme)
 
     def up(self, data: bytes, *, scheme: int | None = None, **header: Any) -> Message:
@@ -88,6 +92,8 @@ class Codec:
         return view
 
     def _describe_tlv(self, tlv: Any) -> dict[str, Any]:
+        from conformance.emsdp.layers import EmsdpPacket
+
         if not isinstance(tlv, EmsdpPacket):
             return {"raw": bytes(tlv).hex(), "problem": "undecodable TLV octets"}
         name = tlv.tag_name
