@@ -43,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from conformance import forked_serve
 from conformance.embedded import embedded_reference
 from conformance.engine.lint import load_suite
 from conformance.engine.model import Case, suite_dir
@@ -335,7 +336,8 @@ def external_reference(kind: str, fault: str | None, folder: Path) -> Iterator[t
     """The reference as its own process (`serve`), and the lab's profile for it, loaded as `run` loads it, with
     the peers a run starts beside the SUT (`harness_peers`; for an EMSE, the EMKS it registers with, up first).
     No `certs=` shortcut: the harness knows only what the profile says."""
-    served = ServedReference(kind, folder, shipped_profile(f"reference-{kind}.yaml"), (fault,) if fault else ())
+    shipped, faults = shipped_profile(f"reference-{kind}.yaml"), (fault,) if fault else ()
+    served = ServedReference(kind, folder, shipped, faults, launch=forked_serve.launch)  # warm: see forked_serve
     with contextlib.ExitStack() as stack:
         stack.callback(served.stop)
         if kind == "emse":  # the EMKS listens first, with the lab's tls files; then the EMSE starts and registers

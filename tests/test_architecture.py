@@ -15,7 +15,8 @@ import conformance
 
 PACKAGE = Path(conformance.__file__).parent
 FOUNDATIONS = {"binding", "crypto", "capture", "exit_codes", "yaml_lines", "suites"}  # import nothing of ours
-ENTRY_POINTS = {"cli", "pytest_plugin", "run", "selftest", "embedded"}  # may start references, import anything
+# may start references, import anything
+ENTRY_POINTS = {"cli", "pytest_plugin", "run", "selftest", "embedded", "forked_serve"}
 
 # room -> the rooms it may import (conformance's own __init__, the version, is open to all)
 MAY_IMPORT: dict[str, set[str]] = {

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from conformance.binding import load_binding
+from conformance.binding import Binding, load_binding
 from conformance.emsdp.fast import FastCodec, Message
 from conformance.emsdp.layout import Layout
 from conformance.emsdp.values import decode_value
@@ -20,12 +20,30 @@ if TYPE_CHECKING:  # scapy is imported on first use of the layers: a reference S
     from conformance.emsdp.layers import EmsdpPacket, Layers
 
 
+_COMPILED: dict[int, tuple[Binding, Layout, FastCodec]] = {}  # id -> (the binding kept alive, its codec)
+_COMPILED_MAX = 16
+
+
+def _compiled(binding: Mapping[str, Any]) -> tuple[Layout, FastCodec]:
+    """The layout and fast codec of a binding, made once per `Binding` (read-only, so safe to share): every case
+    context and UE makes a Codec, and reading the layout from the binding costs more than a whole exchange."""
+    if not isinstance(binding, Binding):  # a plain mapping may change: compiled each time
+        layout = Layout.from_binding(binding)
+        return layout, FastCodec(layout)
+    hit = _COMPILED.get(id(binding))
+    if hit is None or hit[0] is not binding:
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        layout = Layout.from_binding(binding)
+        hit = _COMPILED[id(binding)] = (binding, layout, FastCodec(layout))
+    return hit[1], hit[2]
+
+
 class Codec:
     """EMSDP as one binding defines it. Build with `cp` / `up`, read with `decode`, show with `describe`."""
 
     def __init__(self, binding: Mapping[str, Any] | None = None):
-        self.layout = Layout.from_binding(binding if binding is not None else load_binding())
-        self.fast = FastCodec(self.layout)
+        self.layout, self.fast = _compiled(binding if binding is not None else load_binding())
 
     @cached_property
     def layers(self) -> Layers:

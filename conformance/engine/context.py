@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from conformance.capture.tap import PcapTap
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.fast import Message
@@ -37,8 +39,14 @@ class Context:
         self.codec = Codec(self.binding)
         self.layout = self.codec.layout
         pixit = profile.pixit
-        self.timeout = pixit.reply_timeout  # the key server's and the DTLS endpoint's answers
-        self.timing = Timing(profile.hse_endpoint, self.timeout, pixit.silence_window, pixit.timing == "measured")
+        self.timeout = pixit.reply_timeout
+        measured = pixit.timing == "measured"
+        self.timing = Timing(profile.hse_endpoint, self.timeout, pixit.silence_window, measured)  # EMSDP
+        url = httpx.URL(profile.endpoints.key_server or "https://127.0.0.1:0")
+        self.key_server_timing = Timing(  # the key server's answers, and what it pushes or makes available
+            ("https", url.host, url.port), max(self.timeout, KEY_SERVER_TIMEOUT), measured=measured
+        )
+        self.dtls_timing = Timing(("dtls", *profile.emse_endpoint), self.timeout + 1.0, measured=measured)  # handshakes
         self.tap = PcapTap(pcap)
         self.pcap = pcap
         self.certs = certs  # the SUT's CA and client certificates, when the harness made them (embedded SUT)
@@ -129,7 +137,8 @@ class Context:
             key=key_file,
             receiver=self._receiver_tls(),
             on_exchange=record,
-            timeout=max(self.timeout, KEY_SERVER_TIMEOUT),
+            on_round_trip=self.key_server_timing.record,
+            timeout=self.key_server_timing.reply(),
         )
         return self.key_clients[key]
 

@@ -53,7 +53,8 @@ def refusal(ctx: Context, exc: BaseException) -> str:
     if any(isinstance(link, ConnectionRefusedError) for link in chain):
         raise SutAbsent(f"nothing answers at {host}:{port} (connection refused)")
     if any(isinstance(link, TimeoutError) or "Timeout" in type(link).__name__ for link in chain):
-        raise NoAnswer("an answer from the key server", f"within {ctx.timeout}s", "no answer (timeout)")
+        within = f"within the reply timeout ({ctx.key_server_timing.reply():.2f}s)"
+        raise NoAnswer("an answer from the key server", within, "no answer (timeout)")
     return _named(exc)
 
 
@@ -107,7 +108,7 @@ def handshake(ctx: Context, identity: str, version: str | None) -> tuple[str | N
                 raise NotRun(f"the harness's TLS library cannot offer {version}: {exc}") from None
     try:
         with (
-            socket.create_connection((host, port), timeout=ctx.timeout) as sock,
+            socket.create_connection((host, port), timeout=ctx.key_server_timing.reply()) as sock,
             context.wrap_socket(sock, server_hostname=host) as tls,
         ):
             return tls.version(), ""

@@ -8,6 +8,7 @@ raw `httpx.Response`, and assert on the statuses themselves.
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,6 +61,7 @@ class KeyServerClient:
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 10.0,
         on_exchange: Callable[[httpx.Response], None] | None = None,
+        on_round_trip: Callable[[float], None] | None = None,
     ):
         if ssl_context is None:
             if ca is None:
@@ -69,6 +71,7 @@ class KeyServerClient:
         self.xml = KeyServerXml(binding)
         hooks = {"response": [on_exchange]} if on_exchange else {}
         self.http = httpx.Client(base_url=base_url, verify=ssl_context, timeout=timeout, event_hooks=hooks)
+        self.on_round_trip = on_round_trip  # seconds from a request to its response (a connection's set-up included)
 
     def __enter__(self) -> KeyServerClient:
         return self
@@ -91,7 +94,11 @@ class KeyServerClient:
         """Send one request; a body goes with the binding's content type unless `headers` says otherwise."""
         sent = httpx.Headers({"content-type": self.binding["rest.content_type"]} if content is not None else {})
         sent.update(headers or {})  # case-insensitive: a caller's Content-Type replaces the default
-        return self.http.request(method, path, content=content, headers=sent)
+        start = time.perf_counter()
+        response = self.http.request(method, path, content=content, headers=sent)
+        if self.on_round_trip is not None:
+            self.on_round_trip(time.perf_counter() - start)
+        return response
 
     # -- the procedures ---------------------------------------------------------------------------------
 

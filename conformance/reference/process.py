@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,27 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "conformance.cli", *args]
 
 
+# How `serve` is started: (its arguments after `best-conformance`, the log for its stdout and stderr, environment
+# variables to set) -> a process with subprocess.Popen's poll / wait / send_signal / kill / returncode / pid
+Launch = Callable[[list[str], Path, dict[str, str]], Any]
+
+
+def run_command(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`best-conformance ARGS` as a command: the way a lab starts it (and `serve`'s own tests)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            cli_command(*args), stdin=subprocess.DEVNULL, stdout=out, stderr=out, env={**os.environ, **env}
+        )
+
+
 class ServedReference:
     """`best-conformance serve KIND` in `folder`, with the profile a lab would write for it."""
 
-    def __init__(self, kind: str, folder: Path, profile: Path, faults: tuple[str, ...] = ()):
+    def __init__(
+        self, kind: str, folder: Path, profile: Path, faults: tuple[str, ...] = (), launch: Launch | None = None
+    ):
         self.kind, self.folder, self.shipped, self.faults = kind, folder, profile, faults
+        self.launch = launch or run_command
         self.sut, self.lab = folder / "sut", folder / "lab"
         self.certs = CertificateDirectory(self.sut / "certs")
         self.log, self.pid_file, self.inbox = (
@@ -86,7 +103,7 @@ class ServedReference:
             self.sut / "serve.pid",
             self.sut / "provision.inbox",
         )
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: Any = None  # a subprocess.Popen, or what `launch` gives with its poll/wait/signals
         self.banner = ""
         self.udp: tuple[str, int] | None = None  # HSE: its EMSDP endpoint; EMSE: its DTLS endpoint
         self.key_server: str | None = None  # HSE, EMKS: the key server's URL
@@ -115,6 +132,10 @@ class ServedReference:
     # -- the process ----------------------------------------------------------------------------------------
 
     def command(self, key_server: str | None = None) -> list[str]:
+        return cli_command(*self.arguments(key_server))
+
+    def arguments(self, key_server: str | None = None) -> list[str]:
+        """`serve`'s arguments (after `best-conformance`) for this reference."""
         args = ["serve", self.kind, "--profile", str(self.shipped), "--port", "0", "--certs", str(self.certs.directory)]
         args += ["--pid-file", str(self.pid_file)]
         if self.kind in ("hse", "emks"):
@@ -125,17 +146,14 @@ class ServedReference:
             args += ["--key-server", str(key_server)]
         for fault in self.faults:
             args += ["--fault", fault]
-        return cli_command(*args)
+        return args
 
     def start(self, key_server: str | None = None, timeout: float = STARTUP_TIMEOUT) -> None:
         """Start `serve` and wait for its banner. An EMSE registers with `key_server` at once."""
         if self.kind == "emse" and not key_server:
             raise ValueError("an EMSE needs the EMKS to register with")
-        env = {**os.environ, "XDG_CACHE_HOME": str(self.folder / "cache"), "PYTHONUNBUFFERED": "1"}
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command(key_server), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
-            )
+        env = {"XDG_CACHE_HOME": str(self.folder / "cache"), "PYTHONUNBUFFERED": "1"}
+        self.process = self.launch(self.arguments(key_server), self.log, env)
         deadline = time.monotonic() + timeout
         while True:
             match = BANNER.search(self.log_text())

@@ -44,11 +44,19 @@ class KeyClient:
         key: Path | None,
         receiver: ReceiverTls | None = None,
         on_exchange: Callable[[httpx.Response], None] | None = None,
+        on_round_trip: Callable[[float], None] | None = None,
         timeout: float = 5.0,
     ):
         self.binding = binding
         self.client = KeyServerClient(
-            base_url, binding, ca=ca, cert=cert, key=key, timeout=timeout, on_exchange=on_exchange
+            base_url,
+            binding,
+            ca=ca,
+            cert=cert,
+            key=key,
+            timeout=timeout,
+            on_exchange=on_exchange,
+            on_round_trip=on_round_trip,
         )
         self.ca = ca
         self._receiver_tls = receiver

@@ -297,13 +297,16 @@ def dtls(ctx: Context, args: dict[str, Any]) -> None:
     sock = TappedUdpSocket(ctx.tap)
     try:
         client = DtlsPskClient(
-            sock, ctx.profile.emse_endpoint, identity, psk, ciphers=ciphers, timeout=ctx.timeout + 1.0
+            sock, ctx.profile.emse_endpoint, identity, psk, ciphers=ciphers, timeout=ctx.dtls_timing.reply()
         )
+        started = time.perf_counter()
         try:
             session = client.handshake()
         except ConnectionRefusedError:  # ICMP port unreachable
             host, port = ctx.profile.emse_endpoint[:2]
             raise SutAbsent(f"nothing answers at {host}:{port} (ICMP port unreachable)") from None
+        if session.established:
+            ctx.dtls_timing.record(time.perf_counter() - started)
         if session.key_log:
             ctx.key_log.append(session.key_log)
         if _judged_established(session, options) and options.get("data"):
@@ -361,7 +364,7 @@ def _offer_dtls_1_0(ctx: Context) -> None:
 
     sock = TappedUdpSocket(ctx.tap)
     try:
-        outcome = probe_version(sock, ctx.profile.emse_endpoint, timeout=ctx.timeout)
+        outcome = probe_version(sock, ctx.profile.emse_endpoint, timeout=ctx.dtls_timing.reply())
     except ConnectionRefusedError:  # ICMP port unreachable
         host, port = ctx.profile.emse_endpoint[:2]
         raise SutAbsent(f"nothing answers at {host}:{port} (ICMP port unreachable)") from None

@@ -244,14 +244,14 @@ def _plain_http(ctx: Context, identity: str, *, upgrade: bool) -> None:
         body = ctx.key_client(identity).client.xml.registration(identity)
         headers = f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
     request = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}\r\n".encode("ascii") + body
-    sent = time.time()
+    sent, timeout = time.time(), ctx.key_server_timing.reply()
     try:
-        answer = plain_http_exchange(host, port, request, ctx.timeout)
+        answer = plain_http_exchange(host, port, request, timeout)
     except OSError as exc:  # nothing listens (SutAbsent), or no TCP connection: nothing the SUT said to judge
         try:
             why = refusal(ctx, exc)
         except NoAnswer:
-            why = f"the connect got no answer within {ctx.timeout}s"
+            why = f"the connect got no answer within {timeout:.2f}s"
         raise Inconclusive(f"no TCP connection for the plain-HTTP request: {why}") from None
     route = None if upgrade else "register"
     ctx.client_exchanges.append(
@@ -270,10 +270,11 @@ def _expect_push(ctx: Context, role: KeyClient, identity: str, options: dict[str
     """The next pushed key, sent over mutual TLS by a certified key server: towards an HSE, the UE's
     KInt_EAS_PSK; towards an EMKS (key: provisioned_new), the e2m_key of the AKA run the provision trigger
     just made, for this EMSE, under its UE identity and key identifier."""
+    wait = ctx.key_server_timing.reply()
     try:
-        doc, pusher = role.pushed.get(timeout=ctx.timeout)
+        doc, pusher = role.pushed.get(timeout=wait)
     except queue.Empty:
-        raise NoAnswer("a pushed key", "a notification", f"none within {ctx.timeout}s") from None
+        raise NoAnswer("a pushed key", "a notification", f"none within {wait:.2f}s") from None
     if pusher is None:
         raise CheckFailed("a push over mutual TLS", "the key server's client certificate", "no certificate")
     if options.get("key") == "provisioned_new":
@@ -288,9 +289,9 @@ def _expect_push(ctx: Context, role: KeyClient, identity: str, options: dict[str
     left = {s.keys["kint_eas_psk"] for s in ue.superseded.values()} - {expected_key}
     while doc.key in left:  # the key of a session a network duplicate of the Session Request superseded
         try:
-            doc, pusher = role.pushed.get(timeout=ctx.timeout)
+            doc, pusher = role.pushed.get(timeout=wait)
         except queue.Empty:
-            raise NoAnswer("a pushed key", "a notification", f"none within {ctx.timeout}s") from None
+            raise NoAnswer("a pushed key", "a notification", f"none within {wait:.2f}s") from None
     if doc.key != expected_key:
         raise CheckFailed("the pushed key is the UE's KInt_EAS_PSK", expected_key, doc.key)
 
@@ -441,9 +442,9 @@ def _expected_key(ctx: Context, which: Any, identity: str) -> tuple[str, bytes, 
 
 def _delivered_key(ctx: Context, role: KeyClient, path: str) -> UeKey:
     """The key document the key server delivers. Nothing in BEST acknowledges the UE's last message, so a key
-    may appear a moment after the UE is done: the SUT gets the PIXIT's reply timeout for it."""
+    may appear a moment after the UE is done: the SUT gets the key server's reply timeout for it."""
     response = role.client.request("GET", path)
-    deadline = time.monotonic() + ctx.timeout
+    deadline = time.monotonic() + ctx.key_server_timing.reply()
     while response.status_code in ctx.binding["rest.status.unknown_key"] and time.monotonic() < deadline:
         time.sleep(0.05)
         response = role.client.request("GET", path)
