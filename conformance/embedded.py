@@ -31,14 +31,17 @@ def embedded_reference(
         data["reference"]["faults"] = sorted(set(data["reference"].get("faults", [])) | faults)
         data["pixit"]["timing"] = "measured"  # it answers on this host: wait as long as its round trips ask
         peers = None
+        reference: Any = None  # the running service, whatever its kind
         if profile.sut.kind == "hse":
             service = stack.enter_context(ReferenceHseService(load_profile(data), udp_port=0, rest_port=0, certs=certs))
             data.setdefault("endpoints", {})["hse"] = {"host": service.hse.address[0], "port": service.hse.address[1]}
             data["endpoints"]["key_server"] = service.keyserver.url
+            reference = service
         elif profile.sut.kind == "emks":
             service = stack.enter_context(ReferenceEmksService(load_profile(data), rest_port=0, certs=certs))
             data.setdefault("endpoints", {})["key_server"] = service.keyserver.url
             peers = Peers(None, {"provision": service.provision})
+            reference = service
         else:  # an EMSE registers with the harness's EMKS, which must be up first
             data.setdefault("endpoints", {})["key_server"] = "https://127.0.0.1:0"
             peers = stack.enter_context(harness_peers(load_profile(data), certs))
@@ -49,7 +52,9 @@ def embedded_reference(
             data["endpoints"]["key_server"] = peers.emks.url
             data["endpoints"]["emse"] = {"host": emse.address[0], "port": emse.address[1]}
             peers.triggers = {"register": emse.emse.register, "deregister": emse.emse.deregister}
+            reference = emse
         data["reference"]["faults"] = []  # the harness's copy describes the SUT, not how to break it
         embedded = load_profile(data)
         embedded.peers = peers
+        embedded.died_at = lambda: reference.died_at  # the selftest's: which cases ran against a dead SUT
         yield embedded, certs

@@ -240,6 +240,7 @@ class LoadedProfile:
         self.binding = binding
         self.path = path
         self.peers: Any = None  # what the harness runs beside the SUT for a run (engine.peers.Peers)
+        self.died_at: Any = None  # an embedded reference SUT: () -> when a dead fault killed it (epoch s) or None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.profile, name)

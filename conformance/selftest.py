@@ -54,7 +54,7 @@ from conformance.faults import BY_NAME, CATALOGUE, CatalogueError, parse_faults
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.masking import mask_result
 from conformance.profile import LoadedProfile, load_profile, shipped_profile
-from conformance.reference.death import DEATH_LOGGER, death_time
+from conformance.reference.death import DEATH_LOGGER
 from conformance.reference.process import ServedReference, cli_command, free_port
 from conformance.report.compliance import decision
 from conformance.run import kind_unavailable
@@ -207,6 +207,9 @@ CHUNK = 24  # cases per embedded task: each task starts a fresh reference (~0.2 
 # so the external path cuts each run into fewer slices of equal size (the HSE suite: two)
 EXTERNAL_CHUNK = 50
 PATHS = ("embedded", "external")
+# slices each worker process runs at once (`run_together`, in threads): a slice keeps a worker's CPU busy about a
+# fifth of its time, the rest it waits for its reference; tasks are grouped in their longest-first order
+SLICES_AT_ONCE = 3
 LAB_RUN_TIMEOUT = 900.0  # s for `best-conformance run` of one kind's whole suite against the served reference
 
 
@@ -262,6 +265,14 @@ LAB_PIXIT = {"reply_timeout": REPLY_TIMEOUT, "timing": "measured"}
 STOP_AFTER = 5  # as `run --stop-after`: cases in a row without any answer from the SUT before a slice stops
 
 
+def run_together(tasks: list[Task]) -> list[Run]:
+    """A worker's share: the tasks at once, each in a thread of its own. A slice mostly waits for its reference
+    (silence windows, reply timeouts, a served reference's start), so a worker's CPU would otherwise be idle most
+    of the time; each task has its own reference, ports, pcaps and timing samples."""
+    with _deaths_quiet(), concurrent.futures.ThreadPoolExecutor(len(tasks)) as threads:
+        return list(threads.map(run_task, tasks))
+
+
 def run_slice(task: Task, run_one: Any) -> list[Result]:
     """The task's cases in order, `run_one(case)` each. As `run` does for a lab, once STOP_AFTER cases in a row
     got no answer at all from the SUT (a dead SUT, or one that ignores every request) the slice stops waiting
@@ -294,24 +305,14 @@ def _finished(task: Task, results: list[Result], died: float | None, **extra: An
 
 
 @contextlib.contextmanager
-def _deaths_logged() -> Iterator[list[float]]:
-    """The deaths a dead fault logs in this process (embedded references), kept off the console."""
-    found: list[float] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            at = death_time(record.getMessage())
-            if at is not None:
-                found.append(at)
-
+def _deaths_quiet() -> Iterator[None]:
+    """The deaths dead faults log in this process (embedded references) kept off the console: each run reads
+    when its reference died from the reference itself (LoadedProfile.died_at)."""
     logger = logging.getLogger(DEATH_LOGGER)
-    handler, propagate = Keep(logging.WARNING), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
+    propagate, logger.propagate = logger.propagate, False
     try:
-        yield found
+        yield
     finally:
-        logger.removeHandler(handler)
         logger.propagate = propagate
 
 
@@ -326,9 +327,10 @@ def _run_embedded(task: Task) -> Run:
     profile = selftest_profile(task.kind)
     faults = frozenset({task.fault} - {None})
     certs = CertificateDirectory(task.certs)
-    with _deaths_logged() as deaths, embedded_reference(profile, faults, certs=certs) as (running, shared):
+    with embedded_reference(profile, faults, certs=certs) as (running, shared):
         results = run_slice(task, lambda case: run_case(case, running, task.out, certs=shared))
-    return _finished(task, results, min(deaths, default=None))
+        died = running.died_at()
+    return _finished(task, results, died)
 
 
 @contextlib.contextmanager
@@ -696,14 +698,15 @@ def selftest(
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
     chunks: dict[tuple[str, str | None, str], list[Run]] = {}
-    with tempfile.TemporaryDirectory() as certs:
+    with tempfile.TemporaryDirectory() as certs, _deaths_quiet():
         tasks = _tasks(the_plan, out, Path(certs), paths)
         if workers <= 1:
             finished: Iterable[Run] = map(run_task, tasks)
         else:  # spawned workers start clean: no inherited threads or sockets
             pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            futures = [pool.submit(run_task, t) for t in tasks]
-            finished = (f.result() for f in concurrent.futures.as_completed(futures))
+            groups = [tasks[n : n + SLICES_AT_ONCE] for n in range(0, len(tasks), SLICES_AT_ONCE)]
+            futures = [pool.submit(run_together, group) for group in groups]
+            finished = (run for f in concurrent.futures.as_completed(futures) for run in f.result())
         try:
             for run in finished:
                 chunks.setdefault((run.kind, run.fault, run.path), []).append(run)
