@@ -884,7 +884,15 @@ def verify(run_dir: str, public_key: str | None) -> None:
 )
 @click.option("--fault", "faults", multiple=True, help="Only this catalogue fault (repeatable). Default: all.")
 @click.option("--case", "patterns", multiple=True, help="Only cases whose id matches this glob, e.g. 'HSE-SR-*'.")
-@click.option("-j", "workers", type=click.IntRange(1), default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "-j",
+    "workers",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Workers, each running 3 slices at once in processes of their own (a slice mostly waits for its "
+    "reference: -j 1 keeps about half a core busy).",
+)
 @click.option("--reports", default="reports", show_default=True, help="Where the selftest-<timestamp>/ folder goes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the detection matrix as JSON instead of a table.")
 @click.option(

@@ -207,9 +207,9 @@ CHUNK = 24  # cases per embedded task: each task starts a fresh reference (~0.2 
 # so the external path cuts each run into fewer slices of equal size (the HSE suite: two)
 EXTERNAL_CHUNK = 50
 PATHS = ("embedded", "external")
-# slices each worker process runs at once (`run_together`, in threads): a slice keeps a worker's CPU busy about a
-# fifth of its time, the rest it waits for its reference; tasks are grouped in their longest-first order
-SLICES_AT_ONCE = 3
+# slices a worker of `selftest -j N` runs at once, each in a process of its own: a slice keeps a CPU busy about a
+# fifth of its time, the rest it waits for its reference (silence windows, reply timeouts, a served reference)
+SLICES_PER_WORKER = 3
 LAB_RUN_TIMEOUT = 900.0  # s for `best-conformance run` of one kind's whole suite against the served reference
 
 
@@ -265,14 +265,6 @@ LAB_PIXIT = {"reply_timeout": REPLY_TIMEOUT, "timing": "measured"}
 STOP_AFTER = 5  # as `run --stop-after`: cases in a row without any answer from the SUT before a slice stops
 
 
-def run_together(tasks: list[Task]) -> list[Run]:
-    """A worker's share: the tasks at once, each in a thread of its own. A slice mostly waits for its reference
-    (silence windows, reply timeouts, a served reference's start), so a worker's CPU would otherwise be idle most
-    of the time; each task has its own reference, ports, pcaps and timing samples."""
-    with _deaths_quiet(), concurrent.futures.ThreadPoolExecutor(len(tasks)) as threads:
-        return list(threads.map(run_task, tasks))
-
-
 def run_slice(task: Task, run_one: Any) -> list[Result]:
     """The task's cases in order, `run_one(case)` each. As `run` does for a lab, once STOP_AFTER cases in a row
     got no answer at all from the SUT (a dead SUT, or one that ignores every request) the slice stops waiting
@@ -302,6 +294,11 @@ def _finished(task: Task, results: list[Result], died: float | None, **extra: An
     masked = [mask_result(r) for r in results]  # keys stay out of the evidence, as in a run's
     deaths = {r.case: died for r in masked} if died is not None else {}
     return Run(task.kind, task.fault, 0.0, {r.case: r for r in masked}, path=task.path, deaths=deaths, **extra)
+
+
+def _quiet_deaths() -> None:
+    """A worker's: the deaths dead faults log kept off the console (see _deaths_quiet)."""
+    logging.getLogger(DEATH_LOGGER).propagate = False
 
 
 @contextlib.contextmanager
@@ -703,10 +700,10 @@ def selftest(
         if workers <= 1:
             finished: Iterable[Run] = map(run_task, tasks)
         else:  # spawned workers start clean: no inherited threads or sockets
-            pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            groups = [tasks[n : n + SLICES_AT_ONCE] for n in range(0, len(tasks), SLICES_AT_ONCE)]
-            futures = [pool.submit(run_together, group) for group in groups]
-            finished = (run for f in concurrent.futures.as_completed(futures) for run in f.result())
+            spawn = multiprocessing.get_context("spawn")
+            pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn, initializer=_quiet_deaths)
+            futures = [pool.submit(run_task, t) for t in tasks]
+            finished = (f.result() for f in concurrent.futures.as_completed(futures))
         try:
             for run in finished:
                 chunks.setdefault((run.kind, run.fault, run.path), []).append(run)
@@ -775,7 +772,7 @@ def render(report: Report, console: Any) -> None:
     console.print(
         f"{len(report.findings)} fault runs on {' and '.join(report.paths)}: {caught} caught ({warned} by warnings "
         f"only, as their requirement is should/may; {dead} dead SUTs by the decision alone), {holes} hole(s); "
-        f"{report.seconds:.1f} s with {report.workers} worker(s); {report.out}/selftest.json"
+        f"{report.seconds:.1f} s in {report.workers} worker process(es); {report.out}/selftest.json"
     )
 
 
@@ -811,7 +808,7 @@ def run_command(
     runs = sum(1 + len(fs) for fs in the_plan.faults.values()) * len(paths)
     console.print(
         f"selftest: {runs} runs of {', '.join(the_plan.faults)} on the {' and '.join(paths)} path(s) "
-        f"with {workers} worker(s) into {out}/"
+        f"with {workers} worker(s), {SLICES_PER_WORKER} slices each at once, into {out}/"
     )
 
     def progress(run: Run) -> None:
@@ -821,7 +818,7 @@ def run_command(
             note += f"; `run` exit {run.lab['exit_code']}, decision {run.lab['decision']}"
         console.print(f"  {run.kind}/{run.fault or CONFORMANT} ({run.path}): {note} ({run.seconds:.1f} s)")
 
-    report = selftest(the_plan, out, workers, progress, paths)
+    report = selftest(the_plan, out, workers * SLICES_PER_WORKER, progress, paths)
     if as_json:
         print(json.dumps(report.to_json(), indent=2))
     else:

@@ -395,7 +395,10 @@ def _fetch_key(ctx: Context, role: KeyClient, identity: str, options: dict[str, 
             )
         return
     assert expected is not None
-    doc = _delivered_key(ctx, role, path)
+    # the next key's id may be the current key's (a SUT reusing RAND): until the SUT has taken the UE's answer to
+    # Manage Keys in, it may still hand out the current key under it
+    current = ctx.ue().session.keys["kint_eas_psk"] if which == "next" and ctx.ue().session else None
+    doc = _delivered_key(ctx, role, path, superseded=current)
     if (doc.ue_id, doc.key_id) != (ue_id, key_id):
         raise CheckFailed(
             "the key answer names the UE and key id asked for", (ue_id, key_id.hex()), (doc.ue_id, doc.key_id.hex())
@@ -440,15 +443,21 @@ def _expected_key(ctx: Context, which: Any, identity: str) -> tuple[str, bytes, 
     return ue.credentials.imsi, key_id, expected
 
 
-def _delivered_key(ctx: Context, role: KeyClient, path: str) -> UeKey:
+def _delivered_key(ctx: Context, role: KeyClient, path: str, superseded: bytes | None = None) -> UeKey:
     """The key document the key server delivers. Nothing in BEST acknowledges the UE's last message, so a key
-    may appear a moment after the UE is done: the SUT gets the key server's reply timeout for it."""
-    response = role.client.request("GET", path)
+    may appear (or replace the `superseded` key under the same id) a moment after the UE is done: the SUT gets
+    the key server's reply timeout for it."""
     deadline = time.monotonic() + ctx.key_server_timing.reply()
-    while response.status_code in ctx.binding["rest.status.unknown_key"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while True:
         response = role.client.request("GET", path)
-    if response.status_code not in ctx.binding["rest.status.key_delivered"]:
+        delivered = response.status_code in ctx.binding["rest.status.key_delivered"]
+        pending = response.status_code in ctx.binding["rest.status.unknown_key"] or (
+            delivered and superseded is not None and role.client.xml.parse_ue_key(response.content).key == superseded
+        )
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if not delivered:
         raise CheckFailed(
             "the key delivered",
             ctx.binding["rest.status.key_delivered"],
