@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+# (frame number from 1, time in epoch s, source (host, port), destination (host, port), UDP payload)
+Datagram = tuple[int, float, tuple[str, int], tuple[str, int], bytes]
+
 
 class TraceError(ValueError):
     """The file cannot be read as a capture."""
 
 
-def udp_datagrams(
-    path: str | Path, port: int | None = None
-) -> Iterator[tuple[int, float, tuple[str, int], tuple[str, int], bytes]]:
+def udp_datagrams(path: str | Path, port: int | None = None) -> Iterator[Datagram]:
     """(frame number, time, source, destination, payload) of each UDP datagram, to or from `port` if given.
     Frame numbers count from 1, as Wireshark does; Ethernet padding is dropped by the UDP length."""
     from scapy.error import Scapy_Exception

@@ -21,8 +21,10 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from conformance.capture.reader import Datagram
 
 Address = tuple[Any, ...]  # (host, port) or an AF_INET6 (host, port, flowinfo, scope_id)
 
@@ -84,6 +86,13 @@ def _ip_bytes(host: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)
+def _ip_text(host: str) -> str:
+    """The address as a capture reader shows it (the frame holds it packed: no '%scope', IPv6 compressed)."""
+    packed = _ip_bytes(host)
+    return socket.inet_ntop(socket.AF_INET6 if len(packed) == 16 else socket.AF_INET, packed)
+
+
+@functools.lru_cache(maxsize=1024)
 def _source_for(peer_host: str) -> str:
     """The source address the kernel routes to ``peer_host`` from: a connected UDP socket's local address."""
     with socket.socket(socket.AF_INET6 if ":" in peer_host else socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -123,6 +132,7 @@ class PcapTap:
         self.count = 0
         self.lock = threading.RLock()
         self._macs: dict[tuple[str, int], bytes] = {}
+        self._written: list[tuple[int, bytes, Address, Address]] = []  # (ns, payload, src, dst) of each frame
         self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - lives as long as the tap
         self._file.write(_GLOBAL_HEADER)
 
@@ -163,7 +173,16 @@ class PcapTap:
             if ns is None:
                 ns = time.time_ns() if timestamp is None else round(timestamp * 1e9)
             self._file.write(_RECORD.pack(ns // 1_000_000_000, ns % 1_000_000_000, len(frame), len(frame)) + frame)
+            self._written.append((ns, payload, src, dst))
             self.count += 1
+
+    def datagrams(self, port: int | None = None) -> Iterator[Datagram]:
+        """What `reader.udp_datagrams` reads back from this tap's file, without reading it: (frame number, time,
+        source, destination, payload) of each datagram recorded so far, to or from `port` if given. A case's
+        trace comes from here: the file holds the same frames, built from the same records."""
+        for number, (ns, payload, src, dst) in enumerate(self._written, 1):
+            if port is None or port in (src[1], dst[1]):
+                yield number, ns / 1e9, (_ip_text(src[0]), src[1]), (_ip_text(dst[0]), dst[1]), payload
 
     def close(self) -> None:
         with self.lock:

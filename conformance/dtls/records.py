@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance.capture.reader import udp_datagrams
+from conformance.capture.reader import Datagram, udp_datagrams
 
 CONTENT_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data"}
 HANDSHAKE_TYPES = {
@@ -206,9 +207,14 @@ def key_log_line(datagrams: list[tuple[str, bytes]], psk: bytes) -> str:
 
 def read_dtls_trace(path: str | Path, port: int | None = None) -> list[dict[str, object]]:
     """Every UDP datagram of a capture (to or from `port` if given) as DTLS, in the trace's common form."""
+    return dtls_trace(udp_datagrams(path, port))
+
+
+def dtls_trace(datagrams: Iterable[Datagram]) -> list[dict[str, object]]:
+    """The datagrams (as `udp_datagrams` gives them, e.g. a live tap's) as DTLS, in the trace's common form."""
     return [
         {"frame": n, "time": t, "src": f"{src[0]}:{src[1]}", "dst": f"{dst[0]}:{dst[1]}", **describe_datagram(data)}
-        for n, t, src, dst, data in udp_datagrams(path, port)
+        for n, t, src, dst, data in datagrams
     ]
 
 

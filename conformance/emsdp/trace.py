@@ -8,12 +8,12 @@ configuration with a known counter scheme has been read, later messages of that 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.capture.reader import udp_datagrams
+from conformance.capture.reader import Datagram, udp_datagrams
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.fast import Message
 
@@ -41,10 +41,19 @@ def read_trace(
     path: str | Path, codec: Codec, default_scheme: int | None = None, port: int | None = None
 ) -> Iterator[TracedMessage]:
     """The EMSDP datagrams of a pcap/pcapng file (UDP to or from `port`, default the binding's), in order."""
+    return decode_trace(udp_datagrams(path, port or codec.layout.udp_port), codec, default_scheme)
+
+
+def decode_trace(
+    datagrams: Iterable[Datagram],
+    codec: Codec,
+    default_scheme: int | None = None,
+) -> Iterator[TracedMessage]:
+    """The datagrams (as `udp_datagrams` gives them, e.g. a live tap's) read as EMSDP, in order."""
     layout = codec.layout
     start = layout.default_scheme if default_scheme is None else default_scheme
     flows: dict[frozenset[tuple[str, int]], int] = {}
-    for number, when, src, dst, payload in udp_datagrams(path, port or layout.udp_port):
+    for number, when, src, dst, payload in datagrams:
         flow = frozenset((src, dst))
         scheme = flows.get(flow, start)
         packet = codec.decode(payload, scheme)

@@ -12,7 +12,7 @@ import httpx
 from conformance.capture.tap import PcapTap
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.fast import Message
-from conformance.emsdp.trace import read_trace
+from conformance.emsdp.trace import decode_trace
 from conformance.engine.results import NotApplicable, NotRun
 from conformance.keyserver.certs import (
     SERVER_HOSTS,
@@ -200,12 +200,12 @@ class Context:
         items = [{"key_request": e.to_dict(), "time": e.time} for e in self.client_exchanges]
         if self.profile.sut.kind != "emse":
             port = self.profile.hse_endpoint[1]
-            items += [m.to_dict(self.codec) for m in read_trace(self.pcap, self.codec, port=port)]
+            items += [m.to_dict(self.codec) for m in decode_trace(self.tap.datagrams(port), self.codec)]
             annotate_trace(items, [note for ue in self.ues.values() for note in ue.notes])  # duplicates, stale, late
         else:
-            from conformance.dtls.records import read_dtls_trace
+            from conformance.dtls.records import dtls_trace
 
-            items += read_dtls_trace(self.pcap)
+            items += dtls_trace(self.tap.datagrams())
             if self.peers is not None and self.peers.emks is not None:
                 since = self.peers.emks.log.since(self.started)
                 items += [{"key_server": e.to_dict(), "time": e.time} for e in since]

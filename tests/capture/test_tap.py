@@ -305,3 +305,29 @@ def test_tshark_reads_the_tap_with_good_checksums(tmp_path):
         assert ip_status == ("" if ":" in src[0] else "1")  # 1 = PROTO_CHECKSUM_E_GOOD, shown as "Good"
         assert udp_status == "1"
         assert expert == ""
+
+
+@given(
+    records=st.lists(
+        st.tuples(st.binary(max_size=64), st.integers(1, 65535), st.integers(1, 65535), st.booleans()),
+        min_size=1,
+        max_size=6,
+    ),
+    port=st.sampled_from([None, 4000]),
+)
+def test_the_taps_own_datagrams_are_what_reading_its_file_gives(records, port):
+    """A case's trace comes from the tap's records (`datagrams`), not from reading its pcap back: the two agree
+    on frame numbers, addresses (IPv6 as a reader shows them), ports, payloads and, to the µs, times."""
+    from conformance.capture.reader import udp_datagrams
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "x.pcap")
+        with PcapTap(path) as tap:
+            for n, (payload, sport, dport, ipv6) in enumerate(records):
+                src, dst = ("2001:0db8:0:0::1", sport) if ipv6 else ("192.0.2.1", sport), ("127.0.0.1", dport)
+                if ipv6:
+                    dst = ("::1", dport)
+                tap.record(payload, src, dst, timestamp=1700000000.25 + n / 7)
+        own, read = list(tap.datagrams(port)), list(udp_datagrams(path, port))
+    assert [(n, s, d, p) for n, _, s, d, p in own] == [(n, s, d, p) for n, _, s, d, p in read]
+    assert all(abs(a[1] - b[1]) < 1e-6 for a, b in zip(own, read, strict=True))
