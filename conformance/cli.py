@@ -890,8 +890,8 @@ def verify(run_dir: str, public_key: str | None) -> None:
     type=click.IntRange(1),
     default=1,
     show_default=True,
-    help="Workers, each running 3 slices at once in processes of their own (a slice mostly waits for its "
-    "reference: -j 1 keeps about half a core busy).",
+    help="Workers, each running 4 slices at once (selftest.SLICES_PER_WORKER), in processes of their own: a "
+    "slice mostly waits for its reference. -j 2 keeps about one of two cores busy.",
 )
 @click.option("--reports", default="reports", show_default=True, help="Where the selftest-<timestamp>/ folder goes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the detection matrix as JSON instead of a table.")

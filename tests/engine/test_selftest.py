@@ -318,3 +318,13 @@ def test_the_shipped_catalogue_has_no_hole(tmp_path):
             assert set(found.values()) <= {"fail", "warn", "decision"}, found
         lab = report["conformant"][kind]["external"]["lab_run"]
         assert lab["exit_code"] == 0 and lab["decision"] == "pass", lab
+
+
+def test_the_j_option_says_how_many_slices_a_worker_runs_at_once():
+    from click.testing import CliRunner
+
+    from conformance.cli import cli
+    from conformance.selftest import SLICES_PER_WORKER
+
+    shown = CliRunner().invoke(cli, ["selftest", "--help"], terminal_width=400).output
+    assert f"each running {SLICES_PER_WORKER} slices at once" in " ".join(shown.split())
