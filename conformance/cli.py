@@ -890,7 +890,7 @@ def verify(run_dir: str, public_key: str | None) -> None:
     type=click.IntRange(1),
     default=1,
     show_default=True,
-    help="Workers, each running 4 slices at once (selftest.SLICES_PER_WORKER), in processes of their own: a "
+    help="Workers, each running 5 slices at once (selftest.SLICES_PER_WORKER), in processes of their own: a "
     "slice mostly waits for its reference. -j 2 keeps about one of two cores busy.",
 )
 @click.option("--reports", default="reports", show_default=True, help="Where the selftest-<timestamp>/ folder goes.")

@@ -209,7 +209,7 @@ EXTERNAL_CHUNK = 50
 PATHS = ("embedded", "external")
 # slices a worker of `selftest -j N` runs at once, each in a process of its own: a slice keeps a CPU busy about a
 # fifth of its time, the rest it waits for its reference (silence windows, reply timeouts, a served reference)
-SLICES_PER_WORKER = 4
+SLICES_PER_WORKER = 5
 LAB_RUN_TIMEOUT = 900.0  # s for `best-conformance run` of one kind's whole suite against the served reference
 
 

@@ -225,7 +225,10 @@ def hse_config(ctx: Any, ue: Any, packet: Any, expected: dict[str, Any], name: s
     value = _tlv(ctx, packet, "hse_config", "hse_config")
     if value is None:
         return
-    decoded = decode_hse_config(ctx.layout, value)
+    try:
+        decoded = decode_hse_config(ctx.layout, value)
+    except ValueError as exc:  # what the SUT sent does not read as an HSE configuration: its fault, not ours
+        raise CheckFailed("the HSE configuration TLV", "a value of the binding's size and fields", str(exc)) from None
     for field, want in expected.items():
         got = decoded.get(field)
         if isinstance(want, list) and got not in want:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 FACTOR = 20  # the window, in slowest round trips: the SUT's own work (AKA, key derivation) is in each sample
-REPLY_FLOOR = 0.25  # s: a measured reply timeout is never shorter (scheduling on a loaded host, GC pauses)
+REPLY_FLOOR = 0.5  # s: a measured reply timeout is never shorter (scheduling on a loaded host, GC pauses)
 SILENCE_FLOOR = 0.1  # s: nor a measured silence window (a reaction comes within milliseconds on this host)
 SAMPLES = 32  # round trips kept per endpoint: a slow phase ages out, a single slow answer lengthens for a while
 

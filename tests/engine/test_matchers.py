@@ -199,6 +199,16 @@ def test_no_problems_fails_a_truncated_message():
         check(ctx, ctx.codec.decode(b"\x00"), {"no_problems": True})
 
 
+def test_an_hse_config_of_the_wrong_size_fails_the_check_not_the_harness():
+    """Seen under fault wrong_tlv_length: a 6-octet HSE configuration made the matcher raise (an error verdict)."""
+    ctx = context()
+    value = encode_hse_config(ctx.layout, service="up_integrity", mode="ue_to_hse", key_agreement="umts")
+    start = received(ctx, "session_start", [("hse_config", value[:-2])])
+    with pytest.raises(CheckFailed, match="HSE configuration TLV") as failed:
+        check(ctx, start, {"hse_config": {"service": "up_integrity"}})
+    assert "6 octets" in str(failed.value.observed)
+
+
 def test_hse_config_keeps_its_list_semantics():
     ctx = context()
     value = encode_hse_config(ctx.layout, service="up_integrity", mode="ue_to_hse", key_agreement="umts")
