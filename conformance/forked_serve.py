@@ -13,18 +13,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from conformance.binding import load_binding
-from conformance.keyserver.schema import keyserver_schema
-
-keyserver_schema(load_binding())  # the default binding's compiled XSD, cached for every child
-
 COMMAND = "conformance.cli"  # the module `python -m` runs: the fork server imports it, each child runs it
-# what the fork server imports before forking: the command, the references `serve` starts lazily, this module
-PRELOAD = [COMMAND, "conformance.reference.services", __name__]
+# what the fork server imports before forking: the command, the references `serve` starts lazily (warm: with
+# the default binding's key-server schema compiled), this module
+PRELOAD = [COMMAND, "conformance.reference.warm", __name__]
 _CONTEXT: Any = None
 
 
@@ -76,8 +73,6 @@ class Forked:
             os.kill(self.pid, signum)
 
     def wait(self, timeout: float | None = None) -> int | None:
-        import subprocess
-
         self._process.join(timeout)
         if self._process.exitcode is None:
             raise subprocess.TimeoutExpired(["serve"], timeout or 0.0)

@@ -208,7 +208,7 @@ CHUNK = 24  # cases per embedded task: each task starts a fresh reference (~0.2 
 EXTERNAL_CHUNK = 50
 PATHS = ("embedded", "external")
 # slices a worker of `selftest -j N` runs at once, each in a process of its own: a slice keeps a CPU busy about a
-# fifth of its time, the rest it waits for its reference (silence windows, reply timeouts, a served reference)
+# third of its time, the rest it waits for its reference (silence windows, reply timeouts, a served reference)
 SLICES_PER_WORKER = 5
 LAB_RUN_TIMEOUT = 900.0  # s for `best-conformance run` of one kind's whole suite against the served reference
 

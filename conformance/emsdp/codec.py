@@ -7,7 +7,6 @@ the same layout, stay for what people read: `describe`, `dissect` (a packet to `
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,6 @@ if TYPE_CHECKING:  # scapy is imported on first use of the layers: a reference S
 
 _COMPILED: dict[int, tuple[Binding, Layout, FastCodec]] = {}  # id -> (the binding kept alive, its codec)
 _COMPILED_MAX = 16
-_COMPILING = threading.Lock()  # the selftest runs several slices in threads of one process
 
 
 def _compiled(binding: Mapping[str, Any]) -> tuple[Layout, FastCodec]:
@@ -32,13 +30,12 @@ def _compiled(binding: Mapping[str, Any]) -> tuple[Layout, FastCodec]:
     if not isinstance(binding, Binding):  # a plain mapping may change: compiled each time
         layout = Layout.from_binding(binding)
         return layout, FastCodec(layout)
-    with _COMPILING:
-        hit = _COMPILED.get(id(binding))
-        if hit is None or hit[0] is not binding:
-            if len(_COMPILED) >= _COMPILED_MAX:
-                _COMPILED.pop(next(iter(_COMPILED)))
-            layout = Layout.from_binding(binding)
-            hit = _COMPILED[id(binding)] = (binding, layout, FastCodec(layout))
+    hit = _COMPILED.get(id(binding))
+    if hit is None or hit[0] is not binding:
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        layout = Layout.from_binding(binding)
+        hit = _COMPILED[id(binding)] = (binding, layout, FastCodec(layout))
     return hit[1], hit[2]
 
 

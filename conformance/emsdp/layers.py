@@ -10,7 +10,6 @@ list, and the bytes stay on the packet so that it still shows what was received.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -278,13 +277,11 @@ class Layers:
 
 
 _LAYERS: dict[str, Layers] = {}
-_MAKING = threading.Lock()  # one set per layout also when threads (the selftest's slices) ask at once
 
 
 def layers_for(layout: Layout) -> Layers:
     """One set of classes per distinct layout: equal bindings share classes, so scapy's registry stays small."""
     key = repr(layout)
-    with _MAKING:
-        if key not in _LAYERS:
-            _LAYERS[key] = Layers(layout)
-        return _LAYERS[key]
+    if key not in _LAYERS:
+        _LAYERS[key] = Layers(layout)
+    return _LAYERS[key]

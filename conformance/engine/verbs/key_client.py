@@ -397,8 +397,8 @@ def _fetch_key(ctx: Context, role: KeyClient, identity: str, options: dict[str, 
     assert expected is not None
     # the next key's id may be the current key's (a SUT reusing RAND): until the SUT has taken the UE's answer to
     # Manage Keys in, it may still hand out the current key under it
-    current = ctx.ue().session.keys["kint_eas_psk"] if which == "next" and ctx.ue().session else None
-    doc = _delivered_key(ctx, role, path, superseded=current)
+    session = ctx.ue().session if which == "next" else None
+    doc = _delivered_key(ctx, role, path, superseded=session.keys["kint_eas_psk"] if session else None)
     if (doc.ue_id, doc.key_id) != (ue_id, key_id):
         raise CheckFailed(
             "the key answer names the UE and key id asked for", (ue_id, key_id.hex()), (doc.ue_id, doc.key_id.hex())
