@@ -344,6 +344,7 @@ def external_reference(kind: str, fault: str | None, folder: Path) -> Iterator[t
             peers = stack.enter_context(harness_peers(first))
             assert peers.emks is not None
             served.start(key_server=peers.emks.url)
+            stack.callback(served.stop)  # before the EMKS: else its graceful stop waits on the EMSE's connections
             profile = load_profile(
                 served.write_profile(served.profile_data(key_server=peers.emks.url, pixit=LAB_PIXIT))
             )
@@ -689,14 +690,16 @@ def selftest(
     the_plan: Plan, out: Path, workers: int = 1, progress: Any = None, paths: Iterable[str] = ("embedded",)
 ) -> Report:
     """Run the plan on each path (in `workers` processes when > 1), judge it, and write out/selftest.json and,
-    per kind, fault and path, out/<kind>/<fault>/<path>/results.jsonl with the pcaps of the cases that did not
+    per kind, fault and path as soon as its run is whole, out/<kind>/<fault>/<path>/results.jsonl with the pcaps of the cases that did not
     pass (external: the served reference's log where it died or a case could not be judged)."""
     paths = [p for p in PATHS if p in set(paths)]
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
     chunks: dict[tuple[str, str | None, str], list[Run]] = {}
+    merged: dict[tuple[str, str | None, str], Run] = {}
     with tempfile.TemporaryDirectory() as certs, _deaths_quiet():
         tasks = _tasks(the_plan, out, Path(certs), paths)
+        expected = Counter((t.kind, t.fault, t.path) for t in tasks)
         if workers <= 1:
             finished: Iterable[Run] = map(run_task, tasks)
         else:  # spawned workers start clean: no inherited threads or sockets
@@ -706,7 +709,11 @@ def selftest(
             finished = (f.result() for f in concurrent.futures.as_completed(futures))
         try:
             for run in finished:
-                chunks.setdefault((run.kind, run.fault, run.path), []).append(run)
+                key = (run.kind, run.fault, run.path)
+                chunks.setdefault(key, []).append(run)
+                if len(chunks[key]) == expected[key]:  # the run is whole: its results go out now
+                    merged[key] = _merge(chunks[key])
+                    _write_results(out / run.kind / (run.fault or CONFORMANT) / run.path, merged[key], the_plan)
                 if progress is not None:
                     progress(run)
         finally:
@@ -716,9 +723,7 @@ def selftest(
     for path in paths:
         for kind, faults in the_plan.faults.items():
             cases = {c.id: c for c in the_plan.cases[kind]}
-            runs = {f: _merge(chunks[kind, f, path]) for f in (None, *faults)}
-            for fault, run in runs.items():
-                _write_results(out / kind / (fault or CONFORMANT) / path, run, the_plan.cases[kind])
+            runs = {f: merged[kind, f, path] for f in (None, *faults)}
             report.conformant.setdefault(kind, {})[path] = _conformant_summary(runs[None])
             report.findings += [judge(runs[f], runs[None], cases) for f in faults]
     report.findings.sort(key=lambda f: (list(the_plan.faults).index(f.kind), kind_faults(f.kind).index(f.fault)))
@@ -727,11 +732,10 @@ def selftest(
     return report
 
 
-def _write_results(folder: Path, run: Run, cases: list[Case]) -> None:
-    log = ResultsFile(folder / "results.jsonl")
-    for case in cases:
-        if case.id in run.results:
-            log.append(run.results[case.id])
+def _write_results(folder: Path, run: Run, the_plan: Plan) -> None:
+    """A whole run's results.jsonl, in suite order, as soon as its last slice is in."""
+    cases = the_plan.cases[run.kind]
+    ResultsFile(folder / "results.jsonl").extend(run.results[c.id] for c in cases if c.id in run.results)
 
 
 SHOWN = 4  # catching cases named per row of the table

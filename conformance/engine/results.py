@@ -6,6 +6,7 @@ import enum
 import json
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,13 @@ class ResultsFile:
         self._lock = threading.Lock()
 
     def append(self, result: Result) -> None:
-        line = json.dumps(result.to_json(), default=_jsonable, sort_keys=True) + "\n"
+        self.extend([result])
+
+    def extend(self, results: Iterable[Result]) -> None:
+        """Results that finished together (e.g. a selftest run's, merged from its slices): one write, one sync."""
+        lines = "".join(json.dumps(r.to_json(), default=_jsonable, sort_keys=True) + "\n" for r in results)
         with self._lock, open(self.path, "a", encoding="utf-8") as out:
-            out.write(line)
+            out.write(lines)
             out.flush()
             os.fsync(out.fileno())
 
