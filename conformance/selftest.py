@@ -690,8 +690,9 @@ def selftest(
     the_plan: Plan, out: Path, workers: int = 1, progress: Any = None, paths: Iterable[str] = ("embedded",)
 ) -> Report:
     """Run the plan on each path (in `workers` processes when > 1), judge it, and write out/selftest.json and,
-    per kind, fault and path as soon as its run is whole, out/<kind>/<fault>/<path>/results.jsonl with the pcaps of the cases that did not
-    pass (external: the served reference's log where it died or a case could not be judged)."""
+    per kind, fault and path as soon as its run is whole, out/<kind>/<fault>/<path>/results.jsonl with the pcaps
+    of the cases that did not pass (external: the served reference's log where it died or a case could not be
+    judged)."""
     paths = [p for p in PATHS if p in set(paths)]
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
