@@ -890,8 +890,8 @@ def verify(run_dir: str, public_key: str | None) -> None:
     type=click.IntRange(1),
     default=1,
     show_default=True,
-    help="Workers, each running 5 slices at once (selftest.SLICES_PER_WORKER), in processes of their own: a "
-    "slice mostly waits for its reference. -j 2 keeps about one of two cores busy.",
+    help="Workers, each running 7 slices at once (selftest.SLICES_PER_WORKER), in processes of their own: a "
+    "slice mostly waits for its reference. -j 2 keeps about two thirds of two cores busy.",
 )
 @click.option("--reports", default="reports", show_default=True, help="Where the selftest-<timestamp>/ folder goes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the detection matrix as JSON instead of a table.")

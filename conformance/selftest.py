@@ -208,8 +208,9 @@ CHUNK = 24  # cases per embedded task: each task starts a fresh reference (~0.2 
 EXTERNAL_CHUNK = 50
 PATHS = ("embedded", "external")
 # slices a worker of `selftest -j N` runs at once, each in a process of its own: a slice keeps a CPU busy about a
-# third of its time, the rest it waits for its reference (silence windows, reply timeouts, a served reference)
-SLICES_PER_WORKER = 5
+# third of its time, the rest it waits for its reference (silence windows, reply timeouts, a served reference).
+# Measured with -j 2 on 2 cores: 5 -> 129 s, 7 -> 116 s, 9 -> 116 s (the CPU is then the bound)
+SLICES_PER_WORKER = 7
 LAB_RUN_TIMEOUT = 900.0  # s for `best-conformance run` of one kind's whole suite against the served reference
 
 
