@@ -60,7 +60,7 @@ class Strict(BaseModel):
 
 
 class Sut(Strict):
-    kind: Literal["hse", "emks", "emse"]
+    kind: Literal["hse", "emks", "emse", "ue"]
     vendor: str
     product: str
     version: str = ""
@@ -77,7 +77,11 @@ class ListenEndpoint(Strict):
 
 
 class Endpoints(Strict):
-    hse: UdpEndpoint | None = None
+    hse: UdpEndpoint | None = Field(
+        None,
+        description="the HSE's EMSDP endpoint; towards a UE under test, where the harness's HSE listens (the UE is "
+        "configured to send its Session Request there; port 0: a free port)",
+    )
     emse: UdpEndpoint | None = Field(None, description="the EMSE's DTLS endpoint (default port: dtls.port)")
     key_server: str | None = Field(
         None,
@@ -170,9 +174,16 @@ class Pics(Strict):
     manage_keys_from_hse: bool = True
     manage_keys_from_ue: bool = True
     terminate_from_hse: bool = True
+    terminate_from_ue: bool = True  # a UE under test ends its session with a Terminate Request (triggers.terminate)
+    # a UE under test loops every downlink user-plane payload it accepts back as uplink user data (as the UE test
+    # loop mode of TS 38.509 does for the radio), which makes the acceptance of a downlink message observable
+    test_loop: bool = False
     eas_interface: bool = True
     deregistration: bool = True  # an EMSE deregisters from its EMKS (optional in seed 002 6.x.2.2.2.3)
     subscription: bool = True  # a key server pushes new keys to subscribed clients (FFS in seed 002 6.x.2.2.2)
+
+
+Trigger = Literal["register", "deregister", "provision", "session", "send_data", "manage_keys", "terminate"]
 
 
 class Pixit(Strict):
@@ -203,11 +214,12 @@ class Pixit(Strict):
         "this host. Keep fixed for a SUT whose answers may take long at times",
     )
     registration_timeout: float = Field(10.0, gt=0, description="how long an EMSE may take to (re)register")
-    triggers: dict[Literal["register", "deregister", "provision"], str] = Field(
+    triggers: dict[Trigger, str] = Field(
         {},
         description="shell commands that make the SUT act: an EMSE register or deregister; an EMKS take a new "
-        "AKA run's key ({ue_id}, {rand}, {key_id}, {e2m_int_key} in hex are filled in). Cases needing a trigger "
-        "the PIXIT lacks are not applicable",
+        "AKA run's key ({ue_id}, {rand}, {key_id}, {e2m_int_key} in hex are filled in); a UE start a session, send "
+        "uplink user data ({data} in hex), ask for new keys or terminate its session. Cases needing a trigger the "
+        "PIXIT lacks are not run",
     )
 
 

@@ -114,7 +114,7 @@ def test_every_problem_at_once_with_paths_and_no_secrets():
         load_profile(bad)
     text = str(err.value)
     for expected in (
-        "sut.kind: Input should be 'hse', 'emks' or 'emse', got 'hsx'",
+        "sut.kind: Input should be 'hse', 'emks', 'emse' or 'ue', got 'hsx'",
         "sut.product: required field missing",
         "pixit.subscribers[0].imsi: expected 6 to 15 digits, got '12a'",
         "pixit.subscribers[0].k: expected 16 octets as hex (32 hex digits), got 15 octets",
