@@ -420,7 +420,8 @@ def _no_service(ue: Any, within: float) -> None:
 @verb("answer_manage_keys", schema=step(NOTHING, as_=True))
 def answer_manage_keys(ctx: Context, args: dict[str, Any]) -> None:
     """Answer the last Manage Keys Request the way the USIM decides (RES, or AUTS on an SQN failure); the keys
-    of the next session are saved for key checks (as `next_keys`), the answer for `counter: replay`."""
+    of the next session are saved for key checks (as `next_keys`), the answer for `counter: replay`. After an
+    AUTS the HSE's new challenge is awaited (reply timeout) and kept as the last Manage Keys Request, unanswered."""
     ue = _ue(ctx, args)
     request = ctx.last.get(args.get("as", "ue"))
     if request is None:
@@ -432,11 +433,17 @@ def answer_manage_keys(ctx: Context, args: dict[str, Any]) -> None:
     except ProtocolError as exc:
         raise CheckFailed("a Manage Keys Request the UE can accept", "verifiable MAC and AUTN", str(exc)) from None
     # the answer as it left (the same TLV, counter and MAC), for `send: manage_keys_response` `counter: replay`
-    answer = ("auts", check.auts) if check.outcome is AutnOutcome.SYNCH_FAILURE else ("res", check.res)
+    resync = check.outcome is AutnOutcome.SYNCH_FAILURE
+    answer = ("auts", check.auts) if resync else ("res", check.res)
     sent = ue.protected("manage_keys_response", [answer], counter=ue.session.cp_counter)
     _sent(ctx, args, "manage_keys_response", bytes(sent))
     ctx.saved["next_keys"] = keys
     ctx.saved["next_key_id"] = key_id_for(ctx, tlv_values(request)["rand"], keys)
+    if resync:  # the HSE resynchronises and challenges again (TS 33.102 6.3.5): that request answers the AUTS, and
+        # is taken here (unanswered) rather than landing in a later step's silence window
+        follow = ue.receive(expecting="manage_keys_request")
+        if follow is not None and ue.layout.command_names().get(getattr(follow, "cmd", -1)) == "manage_keys_request":
+            ctx.last[args.get("as", "ue")] = follow
 
 
 @verb("wait", schema=step({"anyOf": [{"type": "null"}, DURATION], "description": DURATION["description"]}))
