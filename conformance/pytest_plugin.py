@@ -127,11 +127,16 @@ class RunState:
         self.profile, self.certs = self._stack.enter_context(embedded_reference(self.profile, parse_faults(faults)))
 
     def start_peers(self) -> None:
-        """What the harness runs beside a vendor's SUT for the whole run (the EMKS an EMSE registers with)."""
+        """What the harness runs beside a vendor's SUT for the whole run (the EMKS an EMSE registers with, the HSE a UE
+        is configured with)."""
         from conformance.engine.peers import harness_peers
 
         self.profile.peers = self._stack.enter_context(harness_peers(self.profile))
-        if self.profile.sut.kind != "emse" and self.profile.pics.subscription and self.profile.tls.receiver is None:
+        if (
+            self.profile.sut.kind in ("hse", "emks")
+            and self.profile.pics.subscription
+            and self.profile.tls.receiver is None
+        ):
             import shutil
 
             from conformance.keyserver.certs import harness_certificates

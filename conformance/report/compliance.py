@@ -146,11 +146,11 @@ def sut_endpoints(profile: Any) -> dict[str, str]:
     """Where the run reached the SUT: its EMSDP or DTLS port (an embedded reference listens on a free one) and
     its key server, so that `dissect` and the Wireshark dissector read the run's pcaps on the right port."""
     found: dict[str, str] = {}
-    if profile.sut.kind == "hse":
+    if profile.sut.kind in ("hse", "ue"):  # towards a UE: where the harness's HSE listened
         found["hse"] = "{}:{}".format(*profile.hse_endpoint)
     if profile.sut.kind == "emse":
         found["emse"] = "{}:{}".format(*profile.emse_endpoint)
-    if profile.endpoints.key_server and profile.sut.kind != "emse":
+    if profile.endpoints.key_server and profile.sut.kind in ("hse", "emks"):
         found["key_server"] = profile.endpoints.key_server
     return found
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-HARNESS_ROLE = {"hse": "UE", "emks": "EMSE", "emse": "UE"}  # whom the harness plays towards each SUT kind
+HARNESS_ROLE = {"hse": "UE", "emks": "EMSE", "emse": "UE", "ue": "HSE"}  # whom the harness plays towards each SUT kind
 
 WIDTH = 900  # px of the whole diagram
 TIME_COLUMN = 84  # px on the left for the time offsets
