@@ -7,7 +7,9 @@ TS 33.102 Annex C; its sizes come from the binding (`aka.*`), so this module tak
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from conformance.crypto.milenage import Milenage
 
@@ -145,6 +147,12 @@ class Usim:
         self.state = SqnState(policy)
         if sqn_ms:
             self.state.accept(sqn_ms)
+
+    @classmethod
+    def from_binding(cls, milenage: Milenage, binding: Mapping[str, Any], sqn_ms: int = 0) -> Usim:
+        """A USIM with the binding's SQN scheme (aka.sqn.*) and resynchronisation AMF (aka.resync_amf)."""
+        policy = SqnPolicy(binding["aka.sqn.ind_bits"], binding["aka.sqn.delta"], binding["aka.sqn.age_limit"])
+        return cls(milenage, policy, bytes.fromhex(binding["aka.resync_amf"]), sqn_ms)
 
     def authenticate(self, rand: bytes, autn: bytes, *, require_separation_bit: bool) -> AutnCheck:
         """Check MAC-A, then SQN freshness, then the AMF separation bit (bit 0 of AMF), in the order a USIM

@@ -11,6 +11,7 @@ is empty). The scheme output is ephemeral public key ‖ ciphertext ‖ MAC tag.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -349,3 +350,20 @@ def parse_suci(value: bytes | str, format: SuciFormat) -> Suci:
     if format == "string" and isinstance(value, str):
         return _parse_string(value)
     raise SuciError(f"cannot parse a {type(value).__name__} as SUCI format {format!r}")
+
+
+def suci_imsi(value: bytes, format: SuciFormat, private_keys: Mapping[tuple[int, str], bytes]) -> str:
+    """The IMSI digits a SUCI TLV value (in the `format` container) conceals, de-concealed with the home network
+    private key it names: `private_keys` by (key id, ECIES profile 'A' or 'B'). What the home network does with a
+    SUCI (TS 33.501 6.12.2); SuciError says why it cannot be read."""
+    try:
+        suci = parse_suci(value, "nas") if format == "nas" else parse_suci(value.decode(), "string")
+    except UnicodeDecodeError as exc:
+        raise SuciError(f"a string SUCI that is not text: {exc}") from None
+    if suci.scheme_id == NULL_SCHEME:
+        return suci.mcc + suci.mnc + decode_msin(suci.scheme_output)
+    profile = PROFILES.get(suci.scheme_id)
+    key = private_keys.get((suci.hn_key_id, profile)) if profile else None
+    if key is None:
+        raise SuciError(f"no home network key {suci.hn_key_id} for scheme {suci.scheme_id}")
+    return suci.mcc + suci.mnc + decode_msin(deconceal(suci.scheme_output, key, profile))

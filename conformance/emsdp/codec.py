@@ -90,6 +90,15 @@ class Codec:
             packet.problems.append("empty datagram")
         return packet
 
+    def summary(self, packet: Message) -> str:
+        """One line for an exchange log: plane or command, session, counter, Key ID, problems."""
+        if packet.plane is None:
+            return f"{len(bytes(packet))} octets, not EMSDP"
+        names = self.layout.command_names()
+        what = "UP data" if packet.plane == "up" else names.get(packet.cmd, f"{packet.cmd:#04x}")
+        line = f"{what} session={packet.session_id} counter={packet.counter} key_id={packet.key_id}"
+        return line + (f" problems={packet.problems}" if packet.problems else "")
+
     def describe(self, packet: Message | EmsdpPacket) -> dict[str, Any]:
         """A JSON-ready view: header fields, command, TLVs with decoded values, data, MAC and problems."""
         problems = list(packet.problems)

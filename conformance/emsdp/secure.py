@@ -6,11 +6,21 @@ One home for what the UE role and the reference HSE must agree on, on top of `cr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from conformance.crypto.protect import Protection
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.fast import Message
+
+
+class KeyedSession(Protocol):
+    """What protecting a message needs of a session, on either side (the UE role's, the harness HSE's): its id,
+    counter scheme, Key ID and keys."""
+
+    id: int
+    scheme: int
+    key_id: int
+    keys: dict[str, bytes]
 
 
 class MessageSecurity:
@@ -112,3 +122,20 @@ class MessageSecurity:
             data, scheme=scheme, key_id=key_id, counter=counter, session_id=session_id, mac=bytes(self.layout.mac_bytes)
         )
         return self.seal(message, keys, direction)
+
+    def session_cp(
+        self, session: KeyedSession, command: str | int, tlvs: list[tuple[str, bytes]], counter: int, direction: str
+    ) -> Message:
+        """A control-plane message of `session` under its keys and Key ID, with this counter."""
+        return self.protected_cp(command, tlvs, session.keys, counter=counter, direction=direction, **_of(session))  # type: ignore[arg-type]
+
+    def session_up(self, session: KeyedSession, data: bytes, counter: int, direction: str, *, cipher: bool) -> Message:
+        """A user-plane message of `session` under its keys and Key ID, with this counter; ciphered when `cipher`."""
+        return self.protected_up(
+            data, session.keys, counter=counter, direction=direction, cipher=cipher, **_of(session)
+        )
+
+
+def _of(session: KeyedSession) -> dict[str, int]:
+    """The header fields a session gives its messages."""
+    return {"session_id": session.id, "scheme": session.scheme, "key_id": session.key_id}

@@ -106,6 +106,14 @@ def encode_serving_network(layout: Layout, network: str | bytes) -> bytes:
     return bytes.fromhex(network) if isinstance(network, str) else network
 
 
+def reject_tlvs(layout: Layout, cause: str, rejected_command: int | None) -> list[tuple[str, bytes]]:
+    """A Message Reject's TLVs: the cause by name, and the command it rejects when the message had one."""
+    tlvs = [("cause", bytes([layout.causes[cause]]))]
+    if rejected_command is not None:
+        tlvs.append(("rejected_command", bytes([rejected_command])))
+    return tlvs
+
+
 def decode_value(layout: Layout, tlv: str, value: bytes) -> Any:
     """The value shown decoded, for people and matchers. Raises ValueError if it does not decode."""
     kind = VALUE_KINDS.get(tlv, "octets")

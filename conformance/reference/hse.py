@@ -25,8 +25,6 @@ What it does where TS 33.163 is silent is the binding's assumption, and beyond t
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import threading
 import time
@@ -36,30 +34,24 @@ from typing import Any
 
 from conformance.binding import load_binding
 from conformance.crypto.aka import AuthError, AuthVector
-from conformance.crypto.keys import KeyHierarchy, key_identifier, plmn_identity, serving_network_plmn
+from conformance.crypto.keys import KeyHierarchy, key_identifier
 from conformance.crypto.protect import DOWNLINK, UPLINK
+from conformance.emsdp import hse_side
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.secure import MessageSecurity
-from conformance.emsdp.values import decode_imsi, decode_ue_config, encode_hse_config
+from conformance.emsdp.ue_side import request_checksum
+from conformance.emsdp.values import decode_imsi, decode_ue_config, reject_tlvs
 from conformance.faults import CATALOGUE, parse_faults
 from conformance.profile import LoadedProfile
 from conformance.reference.death import log_death
 from conformance.reference.hse_faults import hse_behaviour
+from conformance.reference.reactions import Reject
 from conformance.reference.subscribers import SubscriberDb, SubscriberState, UnknownSubscriber
 
 log = logging.getLogger("best-conformance.hse")
 
 SESSION_KEY_ID = 1  # the key set a Session Start establishes (3-bit Key ID; 0 = no keys, TS 33.163 6.2.2)
-KEY_AGREEMENT_PREFERENCE = ("5g_aka", "eps", "umts", "eap_aka_prime")
 HSE_FAULTS = frozenset(f.name for f in CATALOGUE if f.component == "hse")
-
-
-class Reject(Exception):
-    """Stop handling a message and answer (or not) per the binding's error reaction for `cause`."""
-
-    def __init__(self, cause: str, reason: str, reaction: str = "reject"):
-        super().__init__(reason)
-        self.cause, self.reaction = cause, reaction
 
 
 @dataclass
@@ -167,7 +159,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
 
     def _transmit(self, message: Any, addr: tuple[str, int]) -> None:
         raw = bytes(message)
-        log.info("-> %s:%s %s", addr[0], addr[1], self._summary(message))
+        log.info("-> %s:%s %s", addr[0], addr[1], self.codec.summary(message))
         transport = self.alt_transport if self.behaviour.reply_from_other_port and self.alt_transport else None
         (transport or self.transport).sendto(raw, addr)  # type: ignore[union-attr]
 
@@ -181,7 +173,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
             session = self.sessions[session_id]
             if session.scheme != packet.scheme:
                 packet = self.codec.decode(data, session.scheme)
-        log.info("<- %s:%s %s", addr[0], addr[1], self._summary(packet))
+        log.info("<- %s:%s %s", addr[0], addr[1], self.codec.summary(packet))
         if addr == self.eas_user_plane:
             self.from_eas(data, packet)
             return
@@ -206,14 +198,6 @@ class ReferenceHse(asyncio.DatagramProtocol):
             log.info("%s from %s: %s (%s)", reject.cause, addr, reject, reject.reaction)
             if reject.reaction == "reject":
                 self.reject(packet, addr, reject.cause)
-
-    def _summary(self, packet: Any) -> str:
-        """One line for the exchange log: plane or command, session, counter, Key ID, problems."""
-        if packet.plane is None:
-            return f"{len(bytes(packet))} octets, not EMSDP"
-        what = "UP data" if packet.plane == "up" else self.layout.command_names().get(packet.cmd, f"{packet.cmd:#04x}")
-        line = f"{what} session={packet.session_id} counter={packet.counter} key_id={packet.key_id}"
-        return line + (f" problems={packet.problems}" if packet.problems else "")
 
     def on_control_plane(self, packet: Any, addr: tuple[str, int]) -> None:
         names = self.layout.command_names()
@@ -285,9 +269,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
         )
 
     def reject(self, packet: Any, addr: tuple[str, int], cause: str) -> None:
-        tlvs = [("cause", bytes([self.layout.causes[cause]]))]
-        if getattr(packet, "cmd", None) is not None:
-            tlvs.append(("rejected_command", bytes([packet.cmd])))
+        tlvs = reject_tlvs(self.layout, cause, getattr(packet, "cmd", None))
         session = self.sessions.get(getattr(packet, "session_id", 0))
         if session is not None and session.addr == addr:
             self.send(self.protected(session, "message_reject", tlvs), addr)
@@ -329,7 +311,7 @@ class ReferenceHse(asyncio.DatagramProtocol):
         usable = {"umts"} | ({"5g_aka", "eap_aka_prime"} if snn else set())
         if self._sn_id(snn) is not None:  # KASME needs the serving network's PLMN id (TS 33.401 A.2)
             usable |= {"eps"}
-        for name in KEY_AGREEMENT_PREFERENCE:
+        for name in hse_side.KEY_AGREEMENT_PREFERENCE:
             if name in offered and name in subscriber.config.key_agreements and name in usable:
                 return name
         raise Reject("service_not_allowed", f"no common key agreement in {offered}")
@@ -408,44 +390,29 @@ class ReferenceHse(asyncio.DatagramProtocol):
         return {name: d.value for name, d in derived.items()}
 
     def _sn_id(self, serving_network: bytes | None) -> bytes | None:
-        """The SN id of KASME (TS 33.401 A.2) for the Serving Network TLV a UE sent: the TLV itself under the
-        plmn_id encoding; under snn, the PLMN id this HSE knows for that name (the PIXIT's serving_network_id for
-        its serving_network_name), else the name's MCC and 3-digit MNC. None: no EPS keys can be derived."""
-        if serving_network is None:
-            return None
-        if self.layout.serving_network_encoding == "plmn_id":
-            return serving_network if len(serving_network) == 3 else None
+        """The SN id of KASME for the Serving Network TLV a UE sent (emsdp.hse_side.sn_id): this HSE knows the
+        PIXIT's serving_network_id for its serving_network_name."""
         pixit = self.profile.pixit
-        if pixit.serving_network_id is not None and serving_network == pixit.serving_network_name.encode("utf-8"):
-            return pixit.serving_network_id
-        try:
-            return plmn_identity(*serving_network_plmn(serving_network.decode("utf-8")))
-        except (ValueError, UnicodeDecodeError):
-            return None
+        name, known = pixit.serving_network_name.encode("utf-8"), pixit.serving_network_id
+        return hse_side.sn_id(self.layout.serving_network_encoding, serving_network, {name: known} if known else {})
 
     def _request_checksum(self, request: bytes, keys: dict[str, bytes]) -> bytes:
         size = self.binding["emsdp.request_checksum.bytes"]
-        if self.binding["emsdp.request_checksum.algorithm"] == "hmac-sha256":
-            key = keys[self.binding["protection.keys.cp_integrity"]]
-            return hmac.digest(key, request, hashlib.sha256)[:size]
-        return hashlib.sha256(request).digest()[:size]
+        return request_checksum(self.binding, self.security, request, keys)[:size]
 
     def _session_start(self, session: Session) -> Any:
         vector = session.vector
         autn = self.behaviour.autn(vector.autn)
-        hse_config = encode_hse_config(
+        config = hse_side.hse_config(
             self.layout,
+            self.binding,
             service=session.service,
             mode=session.mode,
             key_agreement=session.key_agreement,
-            counter_scheme=session.scheme,
-            mac_bits=self.layout.mac_bytes * 8,
-            integrity_algorithm=self.binding["protection.algorithm_ids.integrity"],
-            ciphering_algorithm=self.binding["protection.algorithm_ids.ciphering"],
-            flags=self.layout.start_confirmation_flag if session.service == "key_agreement_only" else 0,
+            scheme=session.scheme,
         )
         checksum = self._request_checksum(session.request, session.keys)
-        tlvs = [("rand", vector.rand), ("autn", autn), ("hse_config", hse_config), ("request_checksum", checksum)]
+        tlvs = [("rand", vector.rand), ("autn", autn), ("hse_config", config), ("request_checksum", checksum)]
         items = self.behaviour.miscode(self.behaviour.session_start_tlvs(tlvs), self.layout.tags)
         command = self.behaviour.session_start_command
         session.hse_cp_counter += 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from conformance.crypto.aka import AuthError, AuthVector, generate_vector, resynchronise, sqn_bytes
 from conformance.crypto.milenage import Milenage
-from conformance.crypto.suci import NULL_SCHEME, PROFILES, SuciError, decode_msin, deconceal, parse_suci
+from conformance.crypto.suci import SuciError, suci_imsi
 from conformance.profile import LoadedProfile, Subscriber
 
 
@@ -79,18 +79,10 @@ class SubscriberDb:
     def by_suci(self, value: bytes) -> SubscriberState:
         """De-conceal a SUCI TLV value with the home network private key it names (TS 33.501 C.3)."""
         try:
-            suci = parse_suci(value, "nas") if self._suci_format == "nas" else parse_suci(value.decode(), "string")
-            if suci.scheme_id == NULL_SCHEME:
-                msin = decode_msin(suci.scheme_output)
-            else:
-                profile = PROFILES.get(suci.scheme_id)
-                key = self._hn_keys.get((suci.hn_key_id, profile))
-                if key is None:
-                    raise UnknownSubscriber(f"no home network key {suci.hn_key_id} for scheme {suci.scheme_id}")
-                msin = decode_msin(deconceal(suci.scheme_output, key, profile))
-        except (SuciError, UnicodeDecodeError) as exc:
+            imsi = suci_imsi(value, self._suci_format, self._hn_keys)
+        except SuciError as exc:
             raise UnknownSubscriber(f"SUCI not usable: {exc}") from None
-        return self.by_imsi(suci.mcc + suci.mnc + msin)
+        return self.by_imsi(imsi)
 
 
 __all__ = ["AuthError", "SubscriberDb", "SubscriberState", "UnknownSubscriber"]

@@ -10,28 +10,28 @@ reordering are set aside and noted, never handed out as the SUT's answer.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.capture.tap import PcapTap
-from conformance.crypto.aka import AutnCheck, AutnOutcome, SqnPolicy, Usim
-from conformance.crypto.keys import KeyHierarchy, plmn_identity, serving_network_plmn
+from conformance.crypto.aka import AutnCheck, AutnOutcome, Usim
+from conformance.crypto.keys import KeyHierarchy
 from conformance.crypto.milenage import Milenage
 from conformance.crypto.protect import DOWNLINK, UPLINK
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.fast import Message
 from conformance.emsdp.secure import MessageSecurity
-from conformance.emsdp.values import (
-    decode_hse_config,
-    encode_imsi,
-    encode_serving_network,
-    encode_ue_config,
-    tlv_values,
+from conformance.emsdp.ue_side import (
+    NoSessionKeys,
+    checksum_matches,
+    imsi_identity,
+    serving_network_id,
+    session_keys,
+    session_request_tlvs,
 )
+from conformance.emsdp.values import decode_hse_config, tlv_values
 from conformance.roles.datagrams import (
     DUPLICATE,
     FOLLOWED,
@@ -66,19 +66,6 @@ __all__ = [  # what the engine and tests take from the UE role, wherever it live
     "late_grace",
     "tlv_values",
 ]
-
-
-def serving_network_id(encoding: str, network: str) -> bytes | None:
-    """The SN id of KASME (TS 33.401 A.2) for the serving network the UE names in its Session Request, when no
-    PIXIT gives it: the Serving Network TLV itself under the plmn_id encoding, else the PLMN identity of the
-    serving network name's MCC and (3-digit) MNC; None if neither reads."""
-    try:
-        if encoding == "plmn_id":
-            octets = bytes.fromhex(network)
-            return octets if len(octets) == 3 else None
-        return plmn_identity(*serving_network_plmn(network))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -136,10 +123,7 @@ class Ue:
         self.hierarchy = KeyHierarchy.from_binding(binding)
         self.credentials = credentials
         self.milenage = Milenage(credentials.k, credentials.opc)
-        policy = SqnPolicy(binding["aka.sqn.ind_bits"], binding["aka.sqn.delta"], binding["aka.sqn.age_limit"])
-        self.usim = Usim(
-            self.milenage, policy, bytes.fromhex(binding["aka.resync_amf"]), int.from_bytes(credentials.sqn, "big")
-        )
+        self.usim = Usim.from_binding(self.milenage, binding, int.from_bytes(credentials.sqn, "big"))
         self.hse = hse
         self.snn = snn
         self.sn_id = sn_id if sn_id is not None else serving_network_id(self.layout.serving_network_encoding, snn)
@@ -284,21 +268,16 @@ class Ue:
     ) -> Message:
         """A Session Request (Session ID 0, Key ID 0, counter unchecked by the HSE); `imsi` overrides the
         subscriber's, e.g. to ask for one the HSE does not know."""
-        tlvs: list[tuple[str, bytes]] = (
-            [("suci", suci)] if identity == "suci" and suci else [("imsi", encode_imsi(imsi or self.credentials.imsi))]
+        tlvs = session_request_tlvs(
+            self.layout,
+            identity=("suci", suci) if identity == "suci" and suci else imsi_identity(imsi or self.credentials.imsi),
+            release=release or self.binding["release.ts33163"],
+            key_agreements=list(key_agreements),
+            confidentiality=confidentiality,
+            eas_id=eas_id or self.eas_id,
+            serving_network=self.snn if serving_network else None,
+            extra=extra,
         )
-        tlvs.append(
-            (
-                "ue_config",
-                encode_ue_config(
-                    self.layout, release or self.binding["release.ts33163"], list(key_agreements), confidentiality
-                ),
-            )
-        )
-        tlvs.append(("enterprise_setup", (eas_id or self.eas_id).encode("utf-8")))
-        if serving_network:
-            tlvs.append(("serving_network", encode_serving_network(self.layout, self.snn)))
-        tlvs.extend(extra)
         return self.codec.cp("session_request", tlvs, key_id=0, counter=0, session_id=0)
 
     def session_request(self, **options: Any) -> Message:
@@ -343,34 +322,23 @@ class Ue:
 
     def _keys(self, tlvs: Mapping[str, bytes], config: Mapping[str, Any], ck: bytes, ik: bytes) -> dict[str, bytes]:
         """The session keys of a Session Start's AKA run (the USIM's CK and IK), by the HSE configuration."""
-        inputs = {
-            "rand": tlvs["rand"],
-            "sqn_xor_ak": tlvs["autn"][:6],
-            "snn": self.snn.encode("utf-8"),
-            "eas_id": self.eas_id.encode("utf-8"),
-            "enc_alg_id": bytes([config["ciphering_algorithm"]]),
-            "int_alg_id": bytes([config["integrity_algorithm"]]),
-        }
-        if self.sn_id is not None:
-            inputs["sn_id"] = self.sn_id
-        agreement = config.get("key_agreement")
-        derived, skipped = self.hierarchy.derive_all(ck=ck, ik=ik, key_agreement=agreement, inputs=inputs)
-        root = self.hierarchy.root_by_key_agreement[agreement]
-        if root in skipped:  # e.g. EPS AKA without the serving network's PLMN id: no key of the session exists
-            raise ProtocolError(f"the UE cannot derive {root}, the root of {agreement}: {skipped[root]}")
-        return {name: d.value for name, d in derived.items()}
+        try:
+            return session_keys(
+                self.hierarchy,
+                rand=tlvs["rand"],
+                autn=tlvs["autn"],
+                config=config,
+                ck=ck,
+                ik=ik,
+                snn=self.snn,
+                eas_id=self.eas_id,
+                sn_id=self.sn_id,
+            )
+        except NoSessionKeys as exc:  # e.g. EPS AKA without the serving network's PLMN id: no key of the session
+            raise ProtocolError(str(exc)) from None
 
     def _checksum_ok(self, checksum: bytes | None, keys: Mapping[str, bytes]) -> bool:
-        if checksum is None:
-            return False
-        return hmac.compare_digest(self._request_checksum(self.last_request, keys)[: len(checksum)], checksum)
-
-    def _request_checksum(self, request: bytes, keys: Mapping[str, bytes]) -> bytes:
-        """The request checksum of a Session Request, full length: keyed with the session's CP integrity key
-        (hmac-sha256) or not (sha256), as the binding says."""
-        if self.binding["emsdp.request_checksum.algorithm"] == "hmac-sha256":
-            return hmac.digest(self.security.key(keys, "cp", "integrity"), request, hashlib.sha256)
-        return hashlib.sha256(request).digest()
+        return checksum_matches(self.binding, self.security, checksum, self.last_request, keys)
 
     def checksum_covers(self, packet: Message, request: bytes) -> bool | None:
         """Whether a Session Start's request checksum covers `request`; None if it cannot be told. The USIM is
@@ -386,7 +354,7 @@ class Ue:
                 keys = self._keys(tlvs, decode_hse_config(self.layout, tlvs["hse_config"]), ck, ik)
             except (KeyError, ValueError, ProtocolError):
                 return None
-        return hmac.compare_digest(self._request_checksum(request, keys)[: len(checksum)], checksum)
+        return checksum_matches(self.binding, self.security, checksum, request, keys)
 
     def sqn_of(self, packet: Message) -> int | None:
         """The SQN a Session Start's AUTN carries (unmasked with AK), to tell the newer of two answers."""
@@ -442,16 +410,7 @@ class Ue:
         if counter is None:
             session.cp_counter += 1
             counter = session.cp_counter
-        return self.security.protected_cp(
-            command,
-            tlvs,
-            session.keys,
-            session_id=session.id,
-            counter=counter,
-            scheme=session.scheme,
-            key_id=session.key_id,
-            direction=UPLINK,
-        )
+        return self.security.session_cp(session, command, tlvs, counter, UPLINK)
 
     def send_protected(self, command: str, tlvs: list[tuple[str, bytes]]) -> Message:
         message = self.protected(command, tlvs)
@@ -464,15 +423,8 @@ class Ue:
         if counter is None:
             session.up_counter += 1
             counter = session.up_counter
-        return self.security.protected_up(
-            data,
-            session.keys,
-            session_id=session.id,
-            counter=counter,
-            scheme=session.scheme,
-            key_id=session.key_id,
-            direction=UPLINK,
-            cipher=session.config["service"] == "up_confidential",
+        return self.security.session_up(
+            session, data, counter, UPLINK, cipher=session.config["service"] == "up_confidential"
         )
 
     def check_downlink(self, packet: Message) -> bytes | None:

@@ -104,22 +104,14 @@ def _session_request(ctx: Context, ue: Any, options: dict[str, Any]) -> None:
 
 
 def _suci(ctx: Context, ue: Any, profile_name: str) -> bytes:
-    from conformance.crypto.suci import PROFILE_A, PROFILE_B, Suci, build_suci, conceal, encode_msin
+    from conformance.emsdp.ue_side import suci_identity
 
     if profile_name not in ctx.profile.pics.suci_profiles:
         raise NotApplicable(f"the SUT does not claim SUCI profile {profile_name}")
     key = next((k for k in ctx.profile.pixit.home_network_keys if k.profile == profile_name), None)
     if key is None:
         raise NotRun(f"no home network public key for profile {profile_name} in the PIXIT (pixit.home_network_keys)")
-    imsi = ue.credentials.imsi
-    mnc_digits = 2  # the test subscribers' MCC/MNC split: 3 + 2 (PIXIT could say otherwise)
-    mcc, mnc, msin = imsi[:3], imsi[3 : 3 + mnc_digits], imsi[3 + mnc_digits :]
-    output = conceal(encode_msin(msin), key.public_key, profile_name)
-    scheme = PROFILE_A if profile_name == "A" else PROFILE_B
-    suci = Suci(0, mcc, mnc, "0", scheme, key.id, output)
-    fmt = ctx.binding["suci.format"]
-    value = build_suci(suci, fmt)
-    return value if isinstance(value, bytes) else value.encode()
+    return suci_identity(ue.layout, ue.credentials.imsi, key.id, key.public_key, profile_name)[1]
 
 
 # ---- what the steps take (engine.schema; the linter checks every step against its verb's schema) -------------
@@ -329,17 +321,14 @@ def _mutated_request(ctx: Context, ue: Any, options: dict[str, Any]) -> bytes:
     raise Inconclusive(f"unknown mutation {kind!r}")
 
 
+ABSENCES = ("silence", "silence_or_reject")  # what a step may wait for instead of a message (no check then)
+NO_CHECK_ON_ABSENCE = when(ABSENCES, {"properties": {"check": not_here("silence and silence_or_reject take no check")}})
 EXPECT_SCHEMA = step(
-    binding_names("emsdp.commands", plus=("user_data", "silence", "silence_or_reject"), title="message"),
+    binding_names("emsdp.commands", plus=("user_data", *ABSENCES), title="message"),
     within=True,
     as_=True,
     check=checks(MATCHER_SCHEMAS),
-    rules=[
-        when(
-            ["silence", "silence_or_reject"],
-            {"properties": {"check": not_here("silence and silence_or_reject take no check")}},
-        )
-    ],
+    rules=[NO_CHECK_ON_ABSENCE],
 )
 
 
