@@ -68,7 +68,13 @@ class Sut(Strict):
 
 class UdpEndpoint(Strict):
     host: str = "127.0.0.1"
-    port: int | None = Field(None, ge=1, le=65535, description="default: the binding's transport.udp_port")
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="default: the binding's port (transport.udp_port, dtls.port); 0, for the harness's HSE towards a "
+        "UE under test: a free port",
+    )
 
 
 class ListenEndpoint(Strict):

@@ -1,5 +1,6 @@
 """What one case runs with: the SUT profile, the roles it plays (created on first use), and the capture tap
-that records every datagram of the case into its own pcap."""
+that records every datagram of the case into its own pcap. Towards a UE under test the harness plays the HSE,
+which lives for the whole run (`Peers.hse`): the case taps it into its pcap for as long as the case runs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from conformance.capture.tap import PcapTap
 from conformance.emsdp.codec import Codec
 from conformance.emsdp.fast import Message
 from conformance.emsdp.trace import decode_trace
-from conformance.engine.results import NotApplicable, NotRun
+from conformance.engine.results import Inconclusive, NotApplicable, NotRun
 from conformance.keyserver.certs import (
     SERVER_HOSTS,
     CertificateDirectory,
@@ -23,6 +24,7 @@ from conformance.keyserver.certs import (
 from conformance.masking import leaves, profile_secrets, provisioned_secrets
 from conformance.profile import LoadedProfile
 from conformance.roles.emks import Exchange, client_exchange, route_patterns
+from conformance.roles.hse import HarnessHse
 from conformance.roles.key_client import KeyClient, ReceiverTls
 from conformance.roles.timing import Timing
 from conformance.roles.ue import Credentials, Ue, annotate_trace
@@ -59,6 +61,9 @@ class Context:
         self.key_log: list[str] = []  # NSS key-log lines of the DTLS sessions the harness's UEs completed
         self.cleanups: list[Any] = []  # undo what a case changed in run-wide peers (e.g. a rogue certificate)
         self.client_exchanges: list[Exchange] = []  # what the harness asked a key server under test, as a client
+        self._hse = self.peers.hse if profile.sut.kind == "ue" and self.peers is not None else None
+        if self._hse is not None:
+            self._hse.attach(self.tap)
 
     def held_secrets(self) -> set[bytes]:
         """The keys this context holds, so that outputs can mask them: the profile's, each UE's K/OPc and session
@@ -70,6 +75,9 @@ class Context:
             if ue.session is not None:
                 book.update(leaves(ue.session.keys))
         book.add_named(self.saved)
+        if self._hse is not None:
+            for session in self._hse.sessions.values():
+                book.update([*leaves(session.keys), *leaves(session.next_keys)])
         identities = {self.profile.pixit.emse_id, self.profile.pixit.eas_id}
         identities |= {str(k).split("/")[0] for k in self.key_clients}
         identities |= {k.removeprefix("key_client.session.") for k in self.saved if k.startswith("key_client.session.")}
@@ -81,6 +89,8 @@ class Context:
     def ue(self, name: str = "ue", subscriber: int = 0, *, sqn_offset: int = 0, sqn_from: bytes = b"") -> Ue:
         """The named UE, made on first use for PIXIT subscriber `subscriber`. sqn_offset: its USIM starts that
         many SEQ steps ahead of `sqn_from` (the network's SQN, when known) or of the PIXIT's SQN."""
+        if self.profile.sut.kind == "ue":  # the harness is the UE's HSE: no UE of its own talks to an HSE
+            raise RuntimeError("a UE under test: the harness plays the HSE (to_ue / from_ue), not a UE")
         if name not in self.ues:
             subscribers = self.profile.pixit.subscribers
             if subscriber >= len(subscribers):
@@ -104,6 +114,13 @@ class Context:
                 timing=self.timing,
             )
         return self.ues[name]
+
+    @property
+    def hse(self) -> HarnessHse:
+        """The harness's HSE towards a UE under test (the run's, `Peers.hse`)."""
+        if self._hse is None:
+            raise Inconclusive("the harness's HSE is not running (a UE under test, and the run started its peers?)")
+        return self._hse
 
     @property
     def client_id(self) -> str:
@@ -199,9 +216,10 @@ class Context:
         the key-server requests the SUT made), and the requests the harness made of a key server under test."""
         items = [{"key_request": e.to_dict(), "time": e.time} for e in self.client_exchanges]
         if self.profile.sut.kind != "emse":
-            port = self.profile.hse_endpoint[1]
+            port = self._hse.address[1] if self._hse is not None else self.profile.hse_endpoint[1]
             items += [m.to_dict(self.codec) for m in decode_trace(self.tap.datagrams(port), self.codec)]
-            annotate_trace(items, [note for ue in self.ues.values() for note in ue.notes])  # duplicates, stale, late
+            notes = [note for ue in self.ues.values() for note in ue.notes]
+            annotate_trace(items, notes + (self._hse.notes if self._hse is not None else []))  # duplicates, stale, late
         else:
             from conformance.dtls.records import dtls_trace
 
@@ -217,6 +235,8 @@ class Context:
         if self.key_log:
             self.keylog_path.parent.mkdir(parents=True, exist_ok=True)
             self.keylog_path.write_text("".join(line + "\n" for line in self.key_log), encoding="ascii")
+        if self._hse is not None:
+            self._hse.detach()
         for ue in self.ues.values():
             ue.close()
         for client in self.key_clients.values():

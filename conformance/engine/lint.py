@@ -64,7 +64,7 @@ def lint_cases(
                 report.add(case.path, step.line, f"case {case.id}: {step.verb}: {problem}")
             value, options = step.args.get("_value"), step.args.get("with")
             options = options if isinstance(options, dict) else {}
-            if step.verb == "expect" and value in REACTIONS:
+            if step.verb in ("expect", "from_ue") and value in REACTIONS:
                 reacts = True
             if step.verb == "emks" and value in ("no_key_request", "no_deleted_session"):
                 reacts = True
@@ -81,7 +81,8 @@ def lint_cases(
                 case.path,
                 case.line,
                 f"case {case.id}: a negative case must expect the SUT's reaction "
-                "(expect: message_reject or silence, an EAS status, a refused DTLS handshake or no key request)",
+                "(expect or from_ue: message_reject or silence, an EAS status, a refused DTLS handshake or no key "
+                "request)",
             )
 
 

@@ -16,8 +16,9 @@ from conformance.engine.model import Case, LintReport, Step
 
 ABSENCE, PROOF = "absence", "proof"
 
-# The SUT's interfaces a step talks to: its EMSDP endpoint (UDP), its key server (HTTPS), its DTLS endpoint (an
-# EMSE towards UEs), and the requests it makes as a key-server client (an EMSE towards the harness's EMKS).
+# The SUT's interfaces a step talks to: its EMSDP endpoint (UDP; a UE's, towards the harness's HSE), its key server
+# (HTTPS), its DTLS endpoint (an EMSE towards UEs), and the requests it makes as a key-server client (an EMSE
+# towards the harness's EMKS).
 EMSDP, KEY_SERVER, DTLS, KEY_CLIENT = "EMSDP endpoint", "key server", "DTLS endpoint", "key-server client"
 
 
@@ -36,6 +37,10 @@ def evidence(step: Step) -> Evidence | None:
         return Evidence(PROOF, EMSDP)
     if step.verb == "expect":
         return Evidence(ABSENCE if value in ("silence", "silence_or_reject") else PROOF, EMSDP)
+    if step.verb == "from_ue":  # a UE under test: the harness's HSE heard it, or heard nothing
+        return Evidence(ABSENCE if value in ("silence", "silence_or_reject") else PROOF, EMSDP)
+    if step.verb == "ue_session":
+        return Evidence(PROOF, EMSDP)
     if step.verb == "key_client":
         # refusals: a handshake below the minimum version, a certificate refused, HTTP in the clear on the TLS
         # port (plain or asking an RFC 2817 upgrade): a dead key server gives each of them too
@@ -105,5 +110,5 @@ def lint_proofs(case: Case, report: LintReport) -> None:
                 step.line,
                 f"case {case.id}: {describe(step)} expects absence on the SUT's {seen.interface}, and no later step "
                 f"shows the SUT still serving there (a proof of life: e.g. a valid exchange on the same session, "
-                f"`probe: session`, a valid registration, a completed handshake)",
+                f"`probe: session`, a valid registration, a completed handshake, a UE's message `from_ue`)",
             )

@@ -1,6 +1,7 @@
-"""The UE's UDP socket towards the HSE: optionally tapped (the pcap of the run), it hears ICMP errors (nothing
-listens there) and stamps each datagram it reads with the kernel's receive time (SO_TIMESTAMPNS), so that when a
-datagram arrived is a fact, not the time it was read."""
+"""The harness's UDP socket towards an EMSDP peer (the UE's towards an HSE, the harness HSE's towards a UE):
+optionally tapped (the pcap of the case), it hears ICMP errors (nothing listens there) and stamps each datagram it
+reads with the kernel's receive time (SO_TIMESTAMPNS), so that when a datagram arrived is a fact, not the time it
+was read. The harness's HSE keeps one bound socket for a whole run and taps it anew for each case (`retap`)."""
 
 from __future__ import annotations
 
@@ -33,20 +34,27 @@ def _hear_icmp_errors(sock: socket.socket) -> None:
 
 
 class UdpLink:
-    """A UDP socket that sends to one peer and reads from anyone, each datagram with its arrival time."""
+    """A UDP socket that sends to one peer and reads from anyone, each datagram with its arrival time. `sock`: a
+    socket of the caller's (e.g. bound where a UE under test sends to), else a new one."""
 
-    def __init__(self, peer: tuple[str, int], tap: PcapTap | None, timeout: float):
+    def __init__(self, peer: tuple[str, int], tap: PcapTap | None, timeout: float, sock: socket.socket | None = None):
         self.peer = peer
-        family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
-        self.sock: Any = TappedUdpSocket(tap, family) if tap else socket.socket(family, socket.SOCK_DGRAM)
+        family = sock.family if sock is not None else socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
+        raw_socket = sock if sock is not None else socket.socket(family, socket.SOCK_DGRAM)
+        self.sock: Any = TappedUdpSocket(tap, family, raw_socket) if tap else raw_socket
         self.sock.settimeout(timeout)
-        raw_socket = self.sock.sock if tap else self.sock
         _hear_icmp_errors(raw_socket)
         self._stamped = enable_receive_timestamps(raw_socket)
         self._raw_socket = raw_socket
         self._poll = select.poll() if hasattr(select, "poll") else None
         if self._poll is not None:
             self._poll.register(raw_socket.fileno(), select.POLLIN)
+
+    def retap(self, tap: PcapTap | None) -> None:
+        """Record into `tap` from now on (None: record nothing): the same socket, the next case's pcap."""
+        timeout = self.sock.gettimeout()
+        self.sock = TappedUdpSocket(tap, self._raw_socket.family, self._raw_socket) if tap else self._raw_socket
+        self.sock.settimeout(timeout)
 
     def send(self, raw: bytes) -> int:
         """Send a datagram to the peer; when it left (ns since the epoch). PortUnreachable for an ICMP error."""

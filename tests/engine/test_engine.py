@@ -94,7 +94,7 @@ def test_negative_case_without_reaction_is_refused(tmp_path):
     _, report = load_suite([path])
     assert report.errors == [
         f"{path}:2: case X-3: a negative case must expect the SUT's reaction "
-        "(expect: message_reject or silence, an EAS status, a refused DTLS handshake or no key request)"
+        "(expect or from_ue: message_reject or silence, an EAS status, a refused DTLS handshake or no key request)"
     ]
 
 

@@ -226,16 +226,34 @@ def emks(ctx: Context, args: dict[str, Any]) -> None:
         raise Inconclusive(f"unknown emks action {action!r}; known: {', '.join(EMKS_ACTIONS)}")
 
 
-@verb("trigger", schema=step(names("register", "deregister", "provision", title="trigger")))
+UE_TRIGGERS = ("session", "send_data", "manage_keys", "terminate")  # what a UE under test does when told
+TRIGGER_SCHEMA = step(
+    names("register", "deregister", "provision", *UE_TRIGGERS, title="trigger"),
+    with_=options(data=STRING),
+    rules=[only_with(["send_data"], "data")],
+)
+
+
+@verb("trigger", schema=TRIGGER_SCHEMA)
 def trigger(ctx: Context, args: dict[str, Any]) -> None:
-    """Make the SUT act on its own initiative (pixit.triggers; not applicable without the one named):
+    """Make the SUT act on its own initiative (pixit.triggers; not run without the one named):
     register or deregister (an EMSE); provision (an EMKS takes the keys of a new AKA run of the first PIXIT
-    subscriber, with a fresh RAND the harness draws and remembers for the key checks that follow)."""
+    subscriber, with a fresh RAND the harness draws and remembers for the key checks that follow); a UE under
+    test: session (it sends a Session Request to the harness's HSE), send_data (it sends uplink user data;
+    with: data, the text, handed to the trigger in hex as {data}), manage_keys (it asks for new keys with a
+    Manage Keys Request), terminate (it ends its session with a Terminate Request). What the UE sent before the
+    trigger is never taken for its reaction."""
     name = args["_value"]
     if ctx.peers is None or name not in ctx.peers.triggers:
         raise NotRun(f"the PIXIT gives no '{name}' trigger (pixit.triggers.{name})")
     values: dict[str, str] = {}
-    if name == "provision":
+    if name in UE_TRIGGERS:
+        if name == "send_data":
+            text = str((args.get("with") or {}).get("data", "conformance"))
+            values = {"data": text.encode("utf-8").hex()}
+            ctx.saved["ue.uplink_data"] = text
+        ctx.hse.triggered()
+    elif name == "provision":
         rand = secrets.token_bytes(16)
         keys = e2m_keys(ctx, rand, ctx.profile.pixit.emse_id)
         ue_id = ctx.profile.pixit.subscribers[0].imsi
