@@ -11,6 +11,7 @@ import click
 from conformance import __version__
 from conformance.binding import Binding, BindingError, load_binding
 from conformance.exit_codes import EXIT_FAIL, EXIT_HARNESS, EXIT_PASS, EXIT_USAGE
+from conformance.requirements.ledger import SUT_KINDS
 
 
 class Hex(click.ParamType):
@@ -264,14 +265,16 @@ def wireshark_dissector(binding_files: tuple[str, ...], port: int | None, run_di
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["hse", "emks", "emse"]))
+@click.argument("kind", type=click.Choice(SUT_KINDS))
 @click.option(
     "--profile",
     "profile_path",
     type=click.Path(dir_okay=False),
     help="SUT profile describing the reference SUT (default: profiles/reference-<kind>.yaml shipped with the harness).",
 )
-@click.option("--port", type=int, help="HSE, EMSE: UDP port (default: the profile's, else the binding's).")
+@click.option(
+    "--port", type=int, help="HSE, EMSE: UDP port (default: the profile's, else the binding's); UE: its own (free)."
+)
 @click.option("--rest-port", type=int, help="Key-server HTTPS port (default: the profile's key_server URL's).")
 @click.option("--key-server", help="EMSE: the EMKS to register with (default: the profile's key_server URL).")
 @click.option("--pid-file", type=click.Path(dir_okay=False), help="Write the process id here (for triggers).")
@@ -288,6 +291,15 @@ def wireshark_dissector(binding_files: tuple[str, ...], port: int | None, run_di
     help="EMKS: on SIGUSR1, take every line 'UE_ID RAND' (RAND in hex) appended to this file since the last "
     "signal as a new AKA run of that PIXIT subscriber, and push its key to the subscribed clients.",
 )
+@click.option(
+    "--hse", "hse", help="UE: HOST:PORT where the harness's HSE listens (default: the profile's endpoints.hse)."
+)
+@click.option(
+    "--command-inbox",
+    type=click.Path(dir_okay=False),
+    help="UE: on SIGUSR1, run every line appended to this file since the last signal: session, send_data HEX, "
+    "manage_keys or terminate.",
+)
 @click.option("--fault", "faults", multiple=True, help="Switch on a fault of the catalogue (repeatable).")
 def serve(
     kind: str,
@@ -298,6 +310,8 @@ def serve(
     pid_file: str | None,
     certs_dir: str | None,
     provision_inbox: str | None,
+    hse: str | None,
+    command_inbox: str | None,
     faults: tuple[str, ...],
 ) -> None:
     """Run a reference SUT as a standalone server, logging every exchange, until interrupted (Ctrl-C, SIGTERM).
@@ -311,6 +325,9 @@ def serve(
         register: "kill -USR1 $(cat emse.pid)"    deregister: "kill -USR2 $(cat emse.pid)"
       EMKS, with --provision-inbox FILE: SIGUSR1 provisions the lines appended to FILE:
         provision: "echo {ue_id} {rand} >> FILE && kill -USR1 $(cat emks.pid)"
+      UE, with --command-inbox FILE: SIGUSR1 runs the lines appended to FILE (session, send_data HEX,
+      manage_keys, terminate):
+        send_data: "echo send_data {data} >> FILE && kill -USR1 $(cat ue.pid)"
 
     A dead fault logs the moment it died, e.g. "reference HSE died at 1764590400.123456 (epoch s), fault
     hse_hangs_after_setup: ..."; with hse_exits_on_malformed the process then exits with status 70.
@@ -322,6 +339,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if provision_inbox and kind != "emks":
         raise click.UsageError("--provision-inbox is for an EMKS")
+    _check_ue_options(kind, hse, command_inbox, rest_port=rest_port, key_server=key_server, certs_dir=certs_dir)
     service, chosen = _start_reference(
         kind,
         profile_path,
@@ -331,8 +349,32 @@ def serve(
         key_server=key_server,
         certs_dir=certs_dir,
         provision_inbox=provision_inbox,
+        hse=_host_port(hse) if hse else None,
+        command_inbox=command_inbox,
     )
     _serve_until_interrupted(service, pid_file, banner(kind, service, chosen))
+
+
+def _check_ue_options(kind: str, hse: str | None, command_inbox: str | None, **others: Any) -> None:
+    """A UE takes --hse and --command-inbox, and none of the key-server options; no other kind takes those two."""
+    if kind != "ue":
+        for option, value in (("--hse", hse), ("--command-inbox", command_inbox)):
+            if value:
+                raise click.UsageError(f"{option} is for a UE")
+        return
+    for name, value in others.items():
+        if value is not None:
+            raise click.UsageError(
+                f"--{name.replace('_', '-').removesuffix('-dir')} is not for a UE: it has no key server"
+            )
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """--hse HOST:PORT, or a usage error saying how to write it."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise click.UsageError(f"--hse takes HOST:PORT (port 1 to 65535), e.g. 127.0.0.1:4500; not {text!r}")
+    return host, int(port)
 
 
 def _start_reference(
@@ -345,6 +387,8 @@ def _start_reference(
     key_server: str | None,
     certs_dir: str | None,
     provision_inbox: str | None,
+    hse: tuple[str, int] | None = None,
+    command_inbox: str | None = None,
 ) -> tuple[Any, frozenset[str]]:
     """The reference SUT of `serve`, listening, with its faults; SIGTERM then stops it as Ctrl-C does. A bad
     profile or fault, or a port in use, is bad input (exit 2), not a traceback."""
@@ -360,7 +404,10 @@ def _start_reference(
         if profile.sut.kind != kind:
             raise click.UsageError(f"{profile.path}: sut.kind is {profile.sut.kind!r}, not {kind!r}")
         certs = CertificateDirectory(certs_dir) if certs_dir else None
-        service = _reference_service(kind, profile, chosen, port, rest_port, key_server, certs, provision_inbox)
+        if kind == "ue":
+            service: Any = _reference_ue(profile, chosen, port, hse, command_inbox)
+        else:
+            service = _reference_service(kind, profile, chosen, port, rest_port, key_server, certs, provision_inbox)
         signal.signal(signal.SIGTERM, _interrupt)  # a clean stop, as with Ctrl-C
         service.__enter__()
     except (ProfileError, UnknownFault) as exc:
@@ -405,6 +452,20 @@ def _reference_service(
     return emse
 
 
+def _reference_ue(
+    profile: Any, chosen: frozenset[str], port: int | None, hse: tuple[str, int] | None, inbox: str | None
+) -> Any:
+    """The reference UE of `serve ue`, not yet started, running the command lines of its inbox on SIGUSR1."""
+    from pathlib import Path
+
+    from conformance.reference.services import ReferenceUeService
+
+    ue = ReferenceUeService(profile, chosen, hse=hse, port=port)
+    if inbox:
+        _inbox_signal(Path(inbox), ue.client.command, "run")
+    return ue
+
+
 def _serve_until_interrupted(service: Any, pid_file: str | None, announcement: str) -> None:
     """The service answers on its own threads; this one writes the pid file, announces where it listens, and
     waits for Ctrl-C or SIGTERM, then stops the service and removes the pid file. The announcement comes inside
@@ -447,6 +508,18 @@ def _exit_now() -> None:
 
 def _provision_signal(service: Any, inbox: Any) -> None:
     """SIGUSR1: provision each line 'UE_ID RAND' appended to the inbox since the last signal (on a thread)."""
+
+    def provision(line: str) -> str:
+        ue_id, rand = line.split()
+        service.provision(ue_id, rand)
+        return f"provisioned {ue_id} RAND {rand}"
+
+    _inbox_signal(inbox, provision, "provision")
+
+
+def _inbox_signal(inbox: Any, act: Any, verb: str) -> None:
+    """SIGUSR1: `act` on each line appended to the inbox since the last signal, in order, on a thread (the handler
+    must return at once); `act` says what it did, for the log. A bad line is logged, never the end of the reference."""
     import logging
     import signal
     import threading
@@ -456,7 +529,7 @@ def _provision_signal(service: Any, inbox: Any) -> None:
     state = {"offset": inbox.stat().st_size}  # lines written before the EMKS started are not new runs
     lock = threading.Lock()
 
-    def provision() -> None:
+    def take() -> None:
         with lock:  # signals that come together: each line once, in order
             with inbox.open("rb") as lines:
                 lines.seek(state["offset"])
@@ -467,13 +540,11 @@ def _provision_signal(service: Any, inbox: Any) -> None:
                 if not line.strip():
                     continue
                 try:
-                    ue_id, rand = line.split()
-                    service.provision(ue_id, rand)
-                    log.info("provisioned %s RAND %s from %s", ue_id, rand, inbox)
-                except Exception as exc:  # a bad line is logged, never the end of the EMKS
-                    log.warning("cannot provision %r from %s: %s", line, inbox, exc)
+                    log.info("%s from %s", act(line), inbox)
+                except Exception as exc:
+                    log.warning("cannot %s %r from %s: %s", verb, line, inbox, exc)
 
-    signal.signal(signal.SIGUSR1, lambda _signum, _frame: threading.Thread(target=provision, daemon=True).start())
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: threading.Thread(target=take, daemon=True).start())
 
 
 def _emse_signals(service: Any) -> None:
@@ -682,7 +753,7 @@ def matrix(run_dirs: tuple[str, ...], out: str) -> None:
 
 
 @cli.command("list")
-@click.option("--kind", type=click.Choice(["hse", "emks", "emse"]), default="hse", show_default=True)
+@click.option("--kind", type=click.Choice(SUT_KINDS), default="hse", show_default=True)
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False), help="Show applicability for this SUT.")
 def list_cases(kind: str, profile_path: str | None) -> None:
     """List the conformance cases with their refs and applicability."""
@@ -711,7 +782,7 @@ def explain(case_id: str) -> None:
     from conformance.engine.matchers import MATCHERS
     from conformance.engine.verbs import VERBS
 
-    case = next((c for kind in ("hse", "emks", "emse") for c in _cases(kind) if c.id == case_id), None)
+    case = next((c for kind in SUT_KINDS for c in _cases(kind) if c.id == case_id), None)
     if case is None:
         raise click.UsageError(f"no case {case_id!r}; `best-conformance list` shows them")
     click.echo(f"{case.id}: {case.title}\n  level: {case.level}   refs: {', '.join(case.refs)}")
@@ -730,9 +801,7 @@ def explain(case_id: str) -> None:
 
 
 @cli.command()
-@click.option(
-    "--sut", type=click.Choice(["hse", "emks", "emse"]), help="Only the requirements and cases of one SUT kind."
-)
+@click.option("--sut", type=click.Choice(SUT_KINDS), help="Only the requirements and cases of one SUT kind.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def coverage(sut: str | None, as_json: bool) -> None:
     """Every requirement of the ledger (conformance/requirements/): level, clause, and whether cases check it
@@ -879,7 +948,7 @@ def verify(run_dir: str, public_key: str | None) -> None:
     "--kind",
     "kinds",
     multiple=True,
-    type=click.Choice(["hse", "emks", "emse"]),
+    type=click.Choice(SUT_KINDS),
     help="Only this reference SUT kind (repeatable). Default: every kind that ships a reference profile and a suite.",
 )
 @click.option("--fault", "faults", multiple=True, help="Only this catalogue fault (repeatable). Default: all.")

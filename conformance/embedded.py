@@ -1,5 +1,6 @@
 """Running against an embedded reference SUT: start it on free ports, point a profile at it, share its CA.
-An EMSE needs the harness's EMKS first; the yielded profile carries it (`peers`)."""
+An EMSE needs the harness's EMKS first, a UE the harness's HSE (its Session Request goes there); the yielded
+profile carries them (`peers`), and for the UE its triggers too."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from typing import Any
 from conformance.engine.peers import Peers, harness_peers
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.profile import LoadedProfile, load_profile
-from conformance.reference.services import ReferenceEmksService, ReferenceEmseService, ReferenceHseService
+from conformance.reference.services import (
+    ReferenceEmksService,
+    ReferenceEmseService,
+    ReferenceHseService,
+    ReferenceUeService,
+)
 
 
 @contextlib.contextmanager
@@ -42,6 +48,15 @@ def embedded_reference(
             data.setdefault("endpoints", {})["key_server"] = service.keyserver.url
             peers = Peers(None, {"provision": service.provision})
             reference = service
+        elif profile.sut.kind == "ue":  # a UE sends its Session Request to the harness's HSE, which must be up first
+            data.setdefault("endpoints", {})["hse"] = {"host": "127.0.0.1", "port": 0}
+            peers = stack.enter_context(harness_peers(load_profile(data), certs))
+            assert peers.hse is not None
+            host, port = peers.hse.address
+            data["endpoints"]["hse"] = {"host": host, "port": port}
+            ue = stack.enter_context(ReferenceUeService(load_profile(data), hse=(host, port)))
+            peers.triggers = dict(ue.triggers)
+            reference = ue
         else:  # an EMSE registers with the harness's EMKS, which must be up first
             data.setdefault("endpoints", {})["key_server"] = "https://127.0.0.1:0"
             peers = stack.enter_context(harness_peers(load_profile(data), certs))

@@ -20,8 +20,8 @@ import yaml
 
 from conformance.yaml_lines import LineLoader
 
-INTERFACES = ("emsdp", "key_server", "dtls")  # what a dead fault can kill: HSE UDP, HTTPS key server, EMSE DTLS
-COMPONENTS = ("hse", "keyserver", "emse")
+INTERFACES = ("emsdp", "key_server", "dtls")  # what a dead fault can kill: HSE/UE UDP, HTTPS key server, EMSE DTLS
+COMPONENTS = ("hse", "keyserver", "emse", "ue")
 LAYERS = ("codec", "protocol", "crypto", "keyserver", "dead")
 CATALOGUE_FILE = "faults.yaml"
 
@@ -29,7 +29,7 @@ CATALOGUE_FILE = "faults.yaml"
 @dataclass(frozen=True)
 class Fault:
     name: str
-    component: str  # hse | keyserver | emse
+    component: str  # hse | keyserver | emse | ue
     layer: str  # codec | protocol | crypto | keyserver | dead
     description: str  # what the faulty SUT does, and what a checker sees on the wire
     # The SUT's interfaces this fault kills (some of INTERFACES): a dead or crashed SUT, not a misbehaving one.

@@ -8,7 +8,15 @@ from importlib import resources
 import pytest
 import yaml
 
-from conformance.faults import BY_NAME, CATALOGUE, INTERFACES, CatalogueError, Fault, load_catalogue, parse_faults
+from conformance.faults import (
+    BY_NAME,
+    CATALOGUE,
+    INTERFACES,
+    CatalogueError,
+    Fault,
+    load_catalogue,
+    parse_faults,
+)
 
 GOOD = """\
 faults:
@@ -33,7 +41,7 @@ def test_the_shipped_catalogue_is_package_data_and_loads():
     assert resources.files("conformance").joinpath("faults.yaml").is_file()
     entries = yaml.safe_load(resources.files("conformance").joinpath("faults.yaml").read_text(encoding="utf-8"))
     assert len(CATALOGUE) == len(entries["faults"]) and len(BY_NAME) == len(CATALOGUE)  # every entry loads, once
-    assert {f.component for f in CATALOGUE} == {"hse", "keyserver", "emse"}
+    assert {f.component for f in CATALOGUE} == {"hse", "keyserver", "emse", "ue"}
     assert all(isinstance(f, Fault) and f.caught_by for f in CATALOGUE)
     assert {i for f in CATALOGUE for i in f.dead} <= set(INTERFACES)
     assert [f.name for f in CATALOGUE if f.layer == "dead"] == [f.name for f in CATALOGUE if f.dead]
@@ -65,7 +73,7 @@ def test_a_good_catalogue_loads_in_file_order():
     ("change", "message"),
     [
         (("layer: protocol", "layer: transport"), "faults.yaml:2: fault no_reply: layer 'transport' is not one of"),
-        (("component: hse\n    layer: protocol", "component: ue\n    layer: protocol"), "fault no_reply: component"),
+        (("component: hse\n    layer: protocol", "component: eas\n    layer: protocol"), "fault no_reply: component"),
         (("    caught_by: {hse: [HSE-SR-001]}\n", ""), "faults.yaml:2: fault no_reply: missing field(s) caught_by"),
         (("caught_by: {hse: [HSE-SR-001]}", "caught_by: [HSE-SR-001]"), "fault no_reply: caught_by must map"),
         (("caught_by: {hse: [HSE-SR-001]}", "caught_by: {hse: []}"), "fault no_reply: caught_by must map"),
@@ -84,6 +92,11 @@ def test_a_wrong_entry_is_refused_naming_it(change, message):
     with pytest.raises(CatalogueError) as refused:
         load_catalogue(text)
     assert message in str(refused.value)
+
+
+def test_a_fault_without_a_catcher_is_refused():
+    with pytest.raises(CatalogueError, match="fault no_reply: caught_by must map"):
+        load_catalogue(GOOD.replace("caught_by: {hse: [HSE-SR-001]}", "caught_by: {}"))
 
 
 @pytest.mark.parametrize("text", ["faults: {}", "- name: x", "faults: [", "faults:\n  - just a name"])

@@ -10,11 +10,14 @@ One folder holds everything of one served reference:
     sut/serve.log         its stderr: the exchange log, the banner, the moment a dead fault killed it
     sut/serve.pid         its process id (serve --pid-file), for the trigger commands
     sut/provision.inbox   EMKS: the provision trigger appends 'UE_ID RAND' here (serve --provision-inbox)
+    sut/commands.inbox    UE: the triggers append 'session', 'send_data HEX', ... here (serve --command-inbox)
     lab/lab.yaml          the profile, as a lab writes it: endpoints, tls (files under lab/certs/), triggers
     cache/                the child's XDG_CACHE_HOME: nothing of the user's cache is read or written
 
 The triggers are shell commands, as a lab's are: an EMSE registers on SIGUSR1 and deregisters on SIGUSR2; an
-EMKS provisions the lines the provision trigger appends to its inbox on SIGUSR1.
+EMKS provisions the lines the provision trigger appends to its inbox on SIGUSR1, and a UE runs the commands its
+triggers append to its inbox. A UE has no certificates: its lab profile names where the harness's HSE listens
+(endpoints.hse, a port free when the profile is written), and `serve ue --hse` sends there.
 """
 
 from __future__ import annotations
@@ -40,17 +43,26 @@ from conformance.reference.death import death_time
 STARTUP_TIMEOUT = 60.0  # s for `serve` to print its banner (imports take a second; two cores may be busy)
 BANNER = re.compile(r"^reference (?P<kind>\w+) listening on (?P<where>.*)$", re.MULTILINE)
 # the identities the suites present to each kind's key server besides the default one (pixit.eas_id/emse_id)
-OTHER_CLIENTS = {"hse": ("eas2.example.com",), "emks": ("emse-2",), "emse": ()}
+OTHER_CLIENTS = {"hse": ("eas2.example.com",), "emks": ("emse-2",), "emse": (), "ue": ()}
+UE_COMMANDS = {
+    "session": "session",
+    "send_data": "send_data {data}",
+    "manage_keys": "manage_keys",
+    "terminate": "terminate",
+}
 
 
 def banner(kind: str, service: Any, faults: frozenset[str]) -> str:
     """The line `serve` prints once its reference listens, and what ServedReference.start waits for (BANNER):
     where it listens, where its certificates are, which faults are on."""
-    if kind == "emse":
+    if kind == "ue":  # no certificates: EMSDP only
+        where = [f"UDP {service.address[0]}:{service.address[1]}", f"HSE {service.hse[0]}:{service.hse[1]}"]
+    elif kind == "emse":
         where = [f"DTLS {service.address[0]}:{service.address[1]}", f"EMKS {service.emse.client.http.base_url}"]
     else:
         where = [f"key server {service.keyserver.url}"]
-    where.append(f"certificates in {service.certs.directory}")
+    if kind != "ue":
+        where.append(f"certificates in {service.certs.directory}")
     if kind == "hse":
         where.insert(0, f"UDP {service.hse.address[0]}:{service.hse.address[1]}")
     return (
@@ -63,9 +75,10 @@ class ServeFailed(RuntimeError):
     """`serve` exited or printed no banner: its log says why."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now (for a profile that must name its port before the listener starts)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def free_port(host: str = "127.0.0.1", *, udp: bool = False) -> int:
+    """A TCP (or UDP) port nothing listens on now (for a profile that must name its port before the listener
+    starts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -101,14 +114,19 @@ class ServedReference:
         self.log, self.pid_file, self.inbox = (
             self.sut / "serve.log",
             self.sut / "serve.pid",
-            self.sut / "provision.inbox",
+            self.sut / ("commands.inbox" if kind == "ue" else "provision.inbox"),
         )
         self.process: Any = None  # a subprocess.Popen, or what `launch` gives with its poll/wait/signals
         self.banner = ""
         self.udp: tuple[str, int] | None = None  # HSE: its EMSDP endpoint; EMSE: its DTLS endpoint
         self.key_server: str | None = None  # HSE, EMKS: the key server's URL
+        # UE: where the harness's HSE will listen, chosen now: `serve ue` and the lab's profile both name it
+        self.hse = ("127.0.0.1", free_port(udp=True)) if kind == "ue" else None
         self.lab.mkdir(parents=True, exist_ok=True)
-        self._issue()
+        self.sut.mkdir(parents=True, exist_ok=True)
+        self.identities: tuple[str, ...] = ()
+        if kind != "ue":
+            self._issue()
 
     # -- certificates ---------------------------------------------------------------------------------------
 
@@ -136,8 +154,11 @@ class ServedReference:
 
     def arguments(self, key_server: str | None = None) -> list[str]:
         """`serve`'s arguments (after `best-conformance`) for this reference."""
-        args = ["serve", self.kind, "--profile", str(self.shipped), "--port", "0", "--certs", str(self.certs.directory)]
-        args += ["--pid-file", str(self.pid_file)]
+        args = ["serve", self.kind, "--profile", str(self.shipped), "--port", "0", "--pid-file", str(self.pid_file)]
+        if self.hse is not None:  # a UE: no certificates, its HSE and its command inbox
+            args += ["--hse", f"{self.hse[0]}:{self.hse[1]}", "--command-inbox", str(self.inbox)]
+        else:
+            args += ["--certs", str(self.certs.directory)]
         if self.kind in ("hse", "emks"):
             args += ["--rest-port", "0"]
         if self.kind == "emks":
@@ -172,6 +193,8 @@ class ServedReference:
         url = re.search(r"key server (https://[^;\s]+)", where)
         self.udp = (udp[1], int(udp[2])) if udp else None
         self.key_server = url[1] if url else None
+        if self.kind == "ue":
+            return
         folder = re.search(r"certificates in (.+?)(?:; faults|\. Ctrl-C)", where)
         if folder is None or Path(folder[1]) != self.certs.directory:
             raise ServeFailed(f"serve {self.kind} does not use the certificates issued for it: {where}")
@@ -219,6 +242,8 @@ class ServedReference:
         data = yaml.safe_load(self.shipped.read_text(encoding="utf-8"))
         data.pop("reference", None)  # how the reference behaves is not the lab's business
         data["sut"] = {**data["sut"], "product": f"{data['sut']['product']} (best-conformance serve)"}
+        if self.kind == "ue":
+            return self._ue_profile(data, pixit)
         default, others = self.identities[0], self.identities[1:]
         endpoints: dict[str, Any] = {}
         tls: dict[str, Any] = {"ca": "certs/ca.pem"}
@@ -247,6 +272,16 @@ class ServedReference:
         data["endpoints"], data["tls"] = endpoints, tls
         data["pixit"] = {**data["pixit"], "triggers": triggers} if triggers else data["pixit"]
         data["pixit"].update(pixit or {})
+        return data
+
+    def _ue_profile(self, data: dict[str, Any], pixit: dict[str, Any] | None) -> dict[str, Any]:
+        """A UE's lab profile: where the harness's HSE listens (what `serve ue --hse` sends to), and triggers that
+        append a command line to the UE's inbox and signal it."""
+        assert self.hse is not None
+        pid, inbox = f"$(cat {shlex.quote(str(self.pid_file))})", shlex.quote(str(self.inbox))
+        triggers = {name: f"echo {line} >> {inbox} && kill -USR1 {pid}" for name, line in UE_COMMANDS.items()}
+        data["endpoints"] = {"hse": {"host": self.hse[0], "port": self.hse[1]}}
+        data["pixit"] = {**data["pixit"], "triggers": triggers, **(pixit or {})}
         return data
 
     def write_profile(self, data: dict[str, Any]) -> Path:

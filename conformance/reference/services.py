@@ -1,6 +1,6 @@
 """The reference SUTs as whole services: the HSE (EMSDP over UDP and its EAS-facing key server over HTTPS),
-the EMKS (key server only) and the EMSE (key client and DTLS-PSK server), with certificates generated on first
-use.
+the EMKS (key server only), the EMSE (key client and DTLS-PSK server), with certificates generated on first
+use, and the UE (an EMSDP client of the harness's HSE, no certificates).
 
 Certificates live in the user's cache directory (one CA per reference SUT), never in the repository; the
 harness's roles take their client certificates from the same directory, so both ends trust each other.
@@ -25,6 +25,7 @@ from conformance.keyserver.store import EmksStore
 from conformance.profile import LoadedProfile
 from conformance.reference.death import log_death
 from conformance.reference.hse import HseServer
+from conformance.reference.ue import UeClient
 
 
 def _split(faults: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
@@ -226,3 +227,51 @@ class ReferenceEmseService:
 
     def __exit__(self, *exc: object) -> None:
         self.emse.close()
+
+
+class ReferenceUeService:
+    """The reference UE, a client of the HSE at `hse` (default: the profile's endpoints.hse, where the harness's
+    HSE listens) from UDP `port` (default: a free one). `triggers` are its PIXIT triggers, as callables."""
+
+    def __init__(
+        self,
+        profile: LoadedProfile,
+        faults: frozenset[str] = frozenset(),
+        *,
+        hse: tuple[str, int] | None = None,
+        port: int | None = None,
+    ):
+        chosen = parse_faults(faults, "ue") | parse_faults(profile.reference.faults, "ue")
+        self.client = UeClient(profile, hse, chosen, port=port)
+        self.triggers = self.client.triggers
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where the UE's socket is bound, once started."""
+        return self.client.address
+
+    @property
+    def hse(self) -> tuple[str, int]:
+        return self.client.hse
+
+    @property
+    def died_at(self) -> float | None:
+        return self.client.died_at
+
+    def start(self) -> ReferenceUeService:
+        try:
+            self.client.__enter__()
+        except OSError as exc:  # its own UDP port: say which
+            host, port = self.client.bind_address
+            self.client.close()
+            raise OSError(exc.errno, f"UDP {host}:{port}: {exc.strerror}") from None
+        return self
+
+    def stop(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> ReferenceUeService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
