@@ -21,6 +21,7 @@ import pytest
 
 from conformance.engine.results import load_results
 from conformance.exit_codes import EXIT_FAIL, EXIT_HARNESS, EXIT_PASS, EXIT_USAGE
+from conformance.requirements.ledger import SUT_KINDS
 
 
 class RunError(ValueError):
@@ -77,7 +78,7 @@ def execute(options: RunOptions, live: bool = True) -> tuple[Path, Outcome]:
 
 # ---- every kind against its reference, one command (`run --all`) ---------------------------------------------
 
-KINDS = ("hse", "emks", "emse")  # every SUT kind that ships a reference profile and a suite
+KINDS = SUT_KINDS  # every SUT kind ships a reference profile and a suite
 KIND_NEEDS: dict[str, tuple[str, ...]] = {"emse": ("mbedtls",)}  # python-mbedtls: CPython 3.11 and 3.12 only
 
 

@@ -64,6 +64,7 @@ KIND_COMPONENTS: dict[str, tuple[str, ...]] = {
     "hse": ("hse", "keyserver"),  # the reference HSE: EMSDP over UDP plus its EAS-facing key server
     "emks": ("keyserver",),  # the reference EMKS is a key server only
     "emse": ("emse",),  # the reference EMSE/EAS
+    "ue": ("ue",),  # the reference UE
 }
 
 

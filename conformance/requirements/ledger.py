@@ -25,19 +25,19 @@ from conformance.yaml_lines import LineLoader
 
 # The words a requirement (and a case) is written in: its level of obligation, the SUT kinds, a clause reference.
 LEVELS = ("shall", "should", "may")
-SUT_KINDS = ("hse", "emks", "emse")
+SUT_KINDS = ("hse", "emks", "emse", "ue")
 REF_PATTERN = re.compile(r"^(TS|TR) \d\d\.\d{3}( [A-Z]?[\d.]+[\w.-]*| Annex [A-Z](\.[\d.]+)?)?$|^seed \d{3} [\w.]+$")
 
 # Why no case checks a requirement. Every untested requirement names one of these and says more in a note.
 REASONS = {
-    "out_of_scope": "concerns an entity or interface the harness does not test (UE, HSS, SCEF, regulation)",
+    "out_of_scope": "concerns an entity or interface the harness does not test (HSS, SCEF, regulation)",
     "untestable": "cannot be observed from outside the SUT",
     "needs_pics": "a case needs a PICS or PIXIT item the SUT profile does not have yet",
     "binding_unknown": "rests on a value the specifications leave open: a case would only check the binding",
     "not_covered": "testable with what the harness has, but no case checks it yet: a hole in the suites",
 }
 # The SUT kinds a requirement may concern: those the harness tests, and entities it does not (yet).
-CONCERNS = (*SUT_KINDS, "ue", "hss")
+CONCERNS = (*SUT_KINDS, "hss")
 ID_PATTERN = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*-\d{3}$")
 # A clause is a spec reference as cases cite them, or, for the harness's own policy, the binding key it sets.
 CLAUSE_PATTERN = re.compile(rf"{REF_PATTERN.pattern}|^binding [a-z0-9_]+(\.[a-z0-9_]+)*$")

@@ -269,7 +269,7 @@ def test_a_profile_pointing_where_nothing_listens_gives_decision_fail_and_no_neg
         (["--fault", "no_such_fault"], "--fault: unknown fault(s) no_such_fault; known: "),
         (["--case", "ZZZ-*"], "--case ZZZ-*: matches no case of"),
         (["--kind", "emks", "--fault", "wrong_fc"], "--fault wrong_fc: no selected --kind runs hse faults"),
-        (["--kind", "ue"], "Invalid value for '--kind'"),
+        (["--kind", "hss"], "Invalid value for '--kind'"),
         (["-j", "0"], "Invalid value for '-j'"),
     ],
 )

@@ -93,7 +93,7 @@ def test_a_good_file_loads(tmp_path):
         (("id: T-GOOD-001", "id: t-good-1"), "t-good-1: id must be like BEST-HDR-001"),
         (("clause: TS 33.163 6.2.2", "clause: somewhere"), "T-GOOD-001: clause 'somewhere' is not like"),
         (("sut: [hse]", "sut: [hsse]"), "T-GOOD-001: sut 'hsse' is not one of"),
-        (("sut: [hse]", "sut: [ue]"), "T-GOOD-001: concerns only ue, which the harness does not test"),
+        (("sut: [hse]", "sut: [hss]"), "T-GOOD-001: concerns only hss, which the harness does not test"),
         (
             ("sut: [hse]", "sut: [hse]\n    untested: {reason: lazy, note: later}"),
             f"T-GOOD-001: untested reason must be one of {', '.join(REASONS)}, got 'lazy'",
