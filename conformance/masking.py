@@ -82,7 +82,7 @@ class Secrets:
 
     def __init__(self, values: Iterable[bytes] = ()):
         self.values: set[bytes] = set()
-        self._pattern: re.Pattern[str] | None = None
+        self._longest_first: list[str] | None = None  # the lowered text forms of the secrets, longest first
         self._forms: dict[str, bytes] = {}
         self.update(values)
 
@@ -90,7 +90,7 @@ class Secrets:
         octets = _octets(value)
         if octets is not None and octets not in self.values:
             self.values.add(octets)
-            self._pattern = None
+            self._longest_first = None
 
     def update(self, values: Iterable[Any]) -> None:
         for value in values:
@@ -133,11 +133,15 @@ class Secrets:
     def _scrub_text(self, text: str) -> str:
         if not self.values:
             return text
-        if self._pattern is None:
+        if self._longest_first is None:  # longest first: a secret inside a longer one is masked as the longer
             self._forms = {form.lower(): value for value in self.values for form in (value.hex(), repr(value))}
-            alternatives = sorted(self._forms, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(f) for f in alternatives), re.IGNORECASE)
-        return self._pattern.sub(lambda m: mask_text(self._forms[m.group(0).lower()]), text)
+            self._longest_first = sorted(self._forms, key=len, reverse=True)
+        lowered = text.lower()
+        present = [form for form in self._longest_first if form in lowered]  # mostly none: no expression to compile
+        if not present:
+            return text
+        pattern = re.compile("|".join(re.escape(f) for f in present), re.IGNORECASE)
+        return pattern.sub(lambda m: mask_text(self._forms[m.group(0).lower()]), text)
 
 
 def profile_secrets(profile: Any) -> Secrets:

@@ -62,8 +62,10 @@ class Context:
         self.cleanups: list[Any] = []  # undo what a case changed in run-wide peers (e.g. a rogue certificate)
         self.client_exchanges: list[Exchange] = []  # what the harness asked a key server under test, as a client
         self._hse = self.peers.hse if profile.sut.kind == "ue" and self.peers is not None else None
+        self._hse_before: set[int] = set()  # the run's HSE sessions older than this case: not its secrets
         if self._hse is not None:
             self._hse.attach(self.tap)
+            self._hse_before = {id(session) for session in self._hse.sessions.values()}
 
     def held_secrets(self) -> set[bytes]:
         """The keys this context holds, so that outputs can mask them: the profile's, each UE's K/OPc and session
@@ -76,8 +78,9 @@ class Context:
                 book.update(leaves(ue.session.keys))
         book.add_named(self.saved)
         if self._hse is not None:
-            for session in self._hse.sessions.values():
-                book.update([*leaves(session.keys), *leaves(session.next_keys)])
+            for session in self._hse.sessions.values():  # the case's own: a run's would grow every mask
+                if id(session) not in self._hse_before:
+                    book.update([*leaves(session.keys), *leaves(session.next_keys)])
         identities = {self.profile.pixit.emse_id, self.profile.pixit.eas_id}
         identities |= {str(k).split("/")[0] for k in self.key_clients}
         identities |= {k.removeprefix("key_client.session.") for k in self.saved if k.startswith("key_client.session.")}
