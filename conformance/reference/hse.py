@@ -44,6 +44,7 @@ from conformance.emsdp.values import decode_imsi, decode_ue_config, reject_tlvs
 from conformance.faults import CATALOGUE, parse_faults
 from conformance.profile import LoadedProfile
 from conformance.reference.death import log_death
+from conformance.reference.endpoint import GuardedEndpoint
 from conformance.reference.hse_faults import hse_behaviour
 from conformance.reference.reactions import Reject
 from conformance.reference.subscribers import SubscriberDb, SubscriberState, UnknownSubscriber
@@ -103,7 +104,9 @@ class EasKeyStore:
             return entries[-1] if entries else None
 
 
-class ReferenceHse(asyncio.DatagramProtocol):
+class ReferenceHse(GuardedEndpoint):
+    logger = log
+
     def __init__(self, profile: LoadedProfile, faults: frozenset[str] = frozenset()):
         self.profile = profile
         # a profile may list key-server faults too (the service hands those to the key server): all names are
@@ -140,18 +143,6 @@ class ReferenceHse(asyncio.DatagramProtocol):
         return load_binding(overrides)
 
     # ---- transport ---------------------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.dead:  # hung: the datagram is read, nothing happens
-            return
-        try:
-            self.handle(data, addr)
-        except Exception:  # the reference must stay up whatever it receives
-            self.errors += 1
-            log.exception("dropped a datagram from %s that broke the handler", addr)
 
     def send(self, message: Any, addr: tuple[str, int]) -> None:
         if not self.dead:

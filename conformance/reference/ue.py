@@ -51,6 +51,7 @@ from conformance.emsdp.values import decode_hse_config, reject_tlvs, tlv_values
 from conformance.faults import CATALOGUE, parse_faults
 from conformance.profile import LoadedProfile
 from conformance.reference.death import log_death
+from conformance.reference.endpoint import GuardedEndpoint
 from conformance.reference.reactions import Reject
 from conformance.reference.ue_faults import ue_behaviour
 
@@ -81,8 +82,10 @@ class UeSession:
         return self.config.get("service") == "up_confidential"
 
 
-class ReferenceUe(asyncio.DatagramProtocol):
+class ReferenceUe(GuardedEndpoint):
     """The UE's protocol machine; every method runs on the event loop (UeClient hands the triggers to it)."""
+
+    logger = log
 
     def __init__(self, profile: LoadedProfile, hse: tuple[str, int], faults: frozenset[str] = frozenset()):
         self.profile = profile
@@ -114,18 +117,6 @@ class ReferenceUe(asyncio.DatagramProtocol):
         self.on_death: Callable[[str], None] | None = None
 
     # ---- transport ---------------------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.dead:  # hung: the datagram is read, nothing happens
-            return
-        try:
-            self.handle(data, addr)
-        except Exception:  # the reference must stay up whatever it receives
-            self.errors += 1
-            log.exception("dropped a datagram from %s that broke the handler", addr)
 
     def send(self, message: Message) -> None:
         if not self.dead:
