@@ -134,13 +134,27 @@ def keys(
 @cli.command("binding")
 @binding_option
 @click.option("--not-confirmed", is_flag=True, help="Only the values not confirmed by a spec clause.")
+@click.option(
+    "--alternatives",
+    "with_alternatives",
+    is_flag=True,
+    help="Only the parameters that name alternative values (what `probe` searches), with them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def binding_command(binding_files: tuple[str, ...], not_confirmed: bool, as_json: bool) -> None:
-    """Show the effective binding: every open point, its value and where the value comes from."""
+def binding_command(
+    binding_files: tuple[str, ...], not_confirmed: bool, with_alternatives: bool, as_json: bool
+) -> None:
+    """Show the effective binding: every open point, its value and where the value comes from; a parameter with
+    alternatives (other values a reader may have chosen) lists them too."""
     binding = _binding(binding_files)
     params = binding.not_confirmed() if not_confirmed else binding.parameters()
+    if with_alternatives:
+        params = [p for p in params if p.alternatives]
     if as_json:
         document = binding.to_document()
+        for p in params:
+            if p.alternatives:
+                document[p.key]["alternatives"] = [{"value": a.value, "source": a.source} for a in p.alternatives]
         click.echo(json.dumps({p.key: document[p.key] for p in params}, indent=2))
         return
     from rich.table import Table
@@ -150,6 +164,8 @@ def binding_command(binding_files: tuple[str, ...], not_confirmed: bool, as_json
         table.add_column(column, overflow="fold")
     for p in params:
         table.add_row(p.key, json.dumps(p.value, ensure_ascii=False), p.basis, p.source)
+        for a in p.alternatives:
+            table.add_row("", f"or {json.dumps(a.value, ensure_ascii=False)}", "alternative", a.source, style="dim")
     _console().print(table)
 
 

@@ -46,8 +46,8 @@ class Reading:
     """How the second implementation reads the binding's words; the defaults are the words. The other values
     are the plausible misreadings the published vectors must catch."""
 
-    count_bits: str = "low"  # COUNT fields in the least significant bits of the 64-bit integer
-    mac_octets: str = "first"  # the MAC is the first mac.bits/8 octets of the algorithm's output
+    count_bits: str = "as stated"  # protection.count.align: lsb = the low-order bits of COUNT, msb = the high-order
+    mac_octets: str = "as stated"  # protection.mac.take: msb = the output's first mac.bits/8 octets, lsb = its last
     kdf_lengths: Literal["big", "little"] = "big"  # Li: two octets, big-endian
     take: str = "as stated"  # msb = the first out_bits/8 octets of the KDF output, lsb = the last
 
@@ -224,8 +224,8 @@ def counter_bits(binding: Any, plane: str, scheme: int) -> int:
 
 
 def count(binding: Any, plane: str, scheme: int, session_id: int, counter: int, direction: str, reading: Reading):
-    """protection.count.layout: the fields, in the order listed, in the least significant bits of a 64-bit
-    big-endian integer, each most significant bit first in its width."""
+    """protection.count.layout: the fields, in the order listed, in the least (protection.count.align lsb) or most
+    (msb) significant bits of a 64-bit big-endian integer, each most significant bit first in its width."""
     uplink = binding["protection.count.direction_uplink"]
     widths = {"session_id": binding["emsdp.header.session_id_bits"], "counter": counter_bits(binding, plane, scheme)}
     widths["direction"] = 1
@@ -236,7 +236,10 @@ def count(binding: Any, plane: str, scheme: int, session_id: int, counter: int, 
     }
     bits = "".join(format(values[f], f"0{widths[f]}b") for f in binding["protection.count.layout"])
     assert all(values[f] < 1 << widths[f] for f in widths), "a stated value does not fit its width"
-    bits = bits.rjust(64, "0") if reading.count_bits == "low" else bits.ljust(64, "0")
+    align = binding["protection.count.align"]
+    if reading.count_bits == "swapped":
+        align = {"lsb": "msb", "msb": "lsb"}[align]
+    bits = bits.rjust(64, "0") if align == "lsb" else bits.ljust(64, "0")
     return int(bits, 2).to_bytes(8, "big")
 
 
@@ -270,7 +273,10 @@ def mac(binding: Any, key: bytes, data: bytes, reading: Reading) -> bytes:
     else:
         full = hmac.digest(key, data, hashlib.sha256)
     n = binding["protection.mac.bits"] // 8
-    return full[:n] if reading.mac_octets == "first" else full[-n:]
+    take = binding["protection.mac.take"]
+    if reading.mac_octets == "swapped":
+        take = {"msb": "lsb", "lsb": "msb"}[take]
+    return full[:n] if take == "msb" else full[-n:]
 
 
 def ctr(binding: Any, key: bytes, count_octets: bytes, data: bytes) -> bytes:
@@ -467,8 +473,8 @@ def test_the_subscriber_is_the_reference_profiles_first():
 @pytest.mark.parametrize(
     ("misreading", "section"),
     [
-        (Reading(count_bits="high"), "count"),
-        (Reading(mac_octets="last"), "messages"),
+        (Reading(count_bits="swapped"), "count"),
+        (Reading(mac_octets="swapped"), "messages"),
         (Reading(kdf_lengths="little"), "key_agreements"),
         (Reading(take="swapped"), "key_agreements"),
     ],
@@ -482,7 +488,7 @@ def test_a_misreading_of_the_binding_disagrees_with_the_fixture(misreading, sect
 
 def test_count_in_the_high_order_bits_gives_other_macs():
     """The issue's misreading: COUNT's fields in the high-order bits. Every COUNT and MAC differs."""
-    other = recompute(DEFAULT, DOC, Reading(count_bits="high"))
+    other = recompute(DEFAULT, DOC, Reading(count_bits="swapped"))
     ours, theirs = DOC["messages"], other["messages"]
     for plane in ("control_plane", "user_plane"):
         for mine, misread in zip(ours[plane], theirs[plane], strict=True):
@@ -510,12 +516,37 @@ def test_the_command_prints_the_fixture(capsys):
 
 
 @pytest.mark.parametrize(
+    "override",
+    [
+        "protection.mac.take: lsb\n",
+        "protection.mac.covers: body\n",
+        "protection:\n  count: {align: msb}\n  mac: {take: lsb}\n",
+    ],
+    ids=["mac-take-lsb", "mac-covers-body", "align-msb-take-lsb"],
+)
+def test_the_second_implementation_agrees_under_the_protection_alternatives(capsys, tmp_path, override):
+    """The vectors of a binding with a non-default protection reading (what the probe searches): the harness and
+    the second implementation still agree, and every MAC differs from the default's."""
+    path = tmp_path / "agreement.yaml"
+    path.write_text(override, encoding="utf-8")
+    code, out, _ = run(capsys, "vectors", "--binding", str(path))
+    doc = yaml.safe_load(out)
+    assert code == 0 and doc["binding_overrides"]
+    assert_same(recompute(load_binding(path), doc), doc)
+    for plane in ("control_plane", "user_plane"):
+        for mine, other in zip(DOC["messages"][plane], doc["messages"][plane], strict=True):
+            assert mine["mac"] != other["mac"], mine["name"]
+
+
+@pytest.mark.parametrize(
     ("override", "changed", "unchanged"),
     [
         ("keys:\n  derivations:\n    kint:\n      fc: 0xe0\n", "key_agreements", "count"),
         ("protection.count.layout: [counter, session_id, direction]\n", "count", "key_agreements"),
+        ("protection.count.align: msb\n", "count", "key_agreements"),
+        ("keys.derivations.kint_int.fc: 0x15\n", "key_agreements", "count"),
     ],
-    ids=["kint-fc", "count-layout-order"],
+    ids=["kint-fc", "count-layout-order", "count-align-msb", "kint-int-fc"],
 )
 def test_a_binding_override_changes_the_vectors(capsys, tmp_path, override, changed, unchanged):
     path = tmp_path / "agreement.yaml"

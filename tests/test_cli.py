@@ -186,6 +186,19 @@ def test_binding_command_lists_every_parameter_with_its_source(capsys):
     assert code == 0 and "transport.udp_port" in out
 
 
+def test_binding_command_lists_the_alternatives_the_probe_searches(capsys):
+    code, out, _ = run(capsys, "binding", "--json", "--alternatives")
+    doc = json.loads(out)
+    assert code == 0 and "transport.udp_port" not in doc
+    assert [a["value"] for a in doc["protection.count.align"]["alternatives"]] == ["msb"]
+    assert all(a["source"] for entry in doc.values() for a in entry["alternatives"])
+    code, out, _ = run(capsys, "binding", "--json")
+    assert "alternatives" in json.loads(out)["protection.mac.take"]
+    assert "alternatives" not in json.loads(out)["transport.udp_port"]
+    code, out, _ = run(capsys, "binding", "--alternatives")
+    assert code == 0 and "protection.mac.take" in out and "alternative" in out
+
+
 def test_version_and_help(capsys):
     code, out, _ = run(capsys, "--version")
     assert code == 0 and "best-conformance" in out

@@ -4,6 +4,6 @@ Codecs, key derivations and suites read these values from a `Binding`; none of t
 digest marks unconfirmed.
 """
 
-from conformance.binding.loader import Binding, BindingError, Parameter, header_bits, load_binding
+from conformance.binding.loader import Alternative, Binding, BindingError, Parameter, header_bits, load_binding
 
-__all__ = ["Binding", "BindingError", "Parameter", "header_bits", "load_binding"]
+__all__ = ["Alternative", "Binding", "BindingError", "Parameter", "header_bits", "load_binding"]

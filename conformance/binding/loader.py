@@ -3,6 +3,11 @@
 Overrides come from a profile's ``binding:`` section, a plugfest agreement file, or the command line. They
 may be nested mappings or dotted keys, and each value may be bare or ``{value: ..., source: ...}`` so that an
 agreement can say where its numbers come from. Every problem in every layer is reported at once.
+
+A parameter of the defaults may list ``alternatives:``, other values a reader of the specifications may
+plausibly have chosen, each with the reason (``{value: ..., source: ...}``): `best-conformance probe` searches
+them to find the binding a SUT speaks. Overrides never carry alternatives; the effective binding keeps the
+defaults' ones.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from conformance.binding.types import parse_type
 
 DEFAULT_BINDING = "default.yaml"
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
-_LEAF_KEYS = {"value", "type", "source", "doc"}
+_LEAF_KEYS = {"value", "type", "source", "doc", "alternatives"}
 _BASIS_BY_PREFIX = (("TS ", "spec"), ("TR ", "spec"), ("seed ", "contribution"), ("assumed", "assumed"))
 
 
@@ -37,8 +42,17 @@ class BindingError(ValueError):
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """Another value of a parameter that a reader of the specifications may plausibly have chosen, and why."""
+
+    value: Any
+    source: str
+
+
+@dataclass(frozen=True)
 class Parameter:
-    """One open point: its value, declared type, and where the value comes from."""
+    """One open point: its value, declared type, and where the value comes from; `alternatives` are the other
+    values the defaults name for it (those of the default binding, whatever an override made the value)."""
 
     key: str
     value: Any
@@ -47,6 +61,7 @@ class Parameter:
     doc: str | None = None
     default: Any = None
     overridden_by: str | None = None
+    alternatives: tuple[Alternative, ...] = ()
 
     @property
     def basis(self) -> str:
@@ -104,6 +119,10 @@ class Binding(Mapping[str, Any]):
 
     def parameters(self) -> list[Parameter]:
         return list(self._params.values())
+
+    def with_alternatives(self) -> list[Parameter]:
+        """The parameters that name alternative values (what `best-conformance probe` searches), in file order."""
+        return [p for p in self._params.values() if p.alternatives]
 
     def not_confirmed(self) -> list[Parameter]:
         """Parameters whose value is assumed, from a contribution, or overridden: verdicts resting on them are
@@ -181,13 +200,56 @@ def _default_params() -> dict[str, Parameter]:
             )
             continue
         try:
-            problems.extend(parse_type(leaf["type"]).check(leaf["value"], key))
+            param_type = parse_type(leaf["type"])
         except ValueError as exc:
             problems.append(f"{key}: {exc}")
-        params[key] = Parameter(key, leaf["value"], leaf["type"], str(leaf["source"]), leaf.get("doc"))
+            continue
+        problems.extend(param_type.check(leaf["value"], key))
+        alternatives, alternative_problems = _alternatives(key, leaf, param_type)
+        problems.extend(alternative_problems)
+        params[key] = Parameter(
+            key, leaf["value"], leaf["type"], str(leaf["source"]), leaf.get("doc"), alternatives=alternatives
+        )
     if problems:  # the shipped file itself is broken: a bug, but still named precisely
         raise BindingError(problems, f"conformance/binding/{DEFAULT_BINDING}")
     return params
+
+
+def _alternatives(key: str, leaf: Mapping[str, Any], param_type: Any) -> tuple[tuple[Alternative, ...], list[str]]:
+    """A parameter's `alternatives:`: each {value, source}, of the parameter's type, differing from its value and
+    from each other; every problem names the key and the index."""
+    raw = leaf.get("alternatives")
+    if raw is None:
+        return (), []
+    where = f"{key}.alternatives"
+    if not isinstance(raw, list) or not raw:
+        return (), [f"{where}: expected a non-empty list of {{value: ..., source: ...}}, got {raw!r}"]
+    problems: list[str] = []
+    found: list[Alternative] = []
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(item, Mapping) or set(item) != {"value", "source"}:
+            problems.append(f"{at}: expected {{value: ..., source: ...}}, got {item!r}")
+            continue
+        if not isinstance(item["source"], str) or not item["source"].strip():
+            problems.append(f"{at}.source: say why a reader may pick this value, got {item['source']!r}")
+            continue
+        type_problems = param_type.check(item["value"], at)
+        if type_problems:
+            problems.extend(type_problems)
+            continue
+        if _same(item["value"], leaf["value"]):
+            problems.append(f"{at}: {item['value']!r} is the parameter's value, not an alternative")
+        elif any(_same(item["value"], a.value) for a in found):
+            problems.append(f"{at}: {item['value']!r} is listed twice")
+        else:
+            found.append(Alternative(item["value"], item["source"]))
+    return tuple(found), problems
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as binding values: 1 and True are not the same value."""
+    return type(a) is type(b) and a == b
 
 
 def _read_layer(layer: Mapping[str, Any] | str | Path) -> tuple[str, Mapping[str, Any]]:

@@ -2,7 +2,8 @@
 on 128-EIA2 / 128-EEA2).
 
 COUNT packs the binding's `protection.count.layout` fields (session ID, counter, direction) MSB first into 64
-bits. MAC = the first `protection.mac.bits` of AES-CMAC or HMAC-SHA-256 over COUNT ‖ covered octets; the
+bits, right-aligned (`protection.count.align` lsb) or left-aligned (msb). MAC = the first (`protection.mac.take`
+msb) or last (lsb) `protection.mac.bits` of AES-CMAC or HMAC-SHA-256 over COUNT ‖ covered octets; the
 cipher is AES-CTR with IV = COUNT ‖ 64 zero bits, so the blocks of one message never reach another's IV.
 Both sides of the harness (UE role, reference HSE) use this one module, so they cannot disagree on it.
 """
@@ -55,6 +56,8 @@ class Protection:
     count_layout: tuple[str, ...]
     session_id_bits: int
     uplink_direction: int
+    count_align: str = "lsb"  # lsb: the packed fields in COUNT's low-order bits | msb: in its high-order bits
+    mac_take: str = "msb"  # msb: the primitive's first mac_bytes octets | lsb: its last ones
 
     @classmethod
     def from_binding(cls, binding: Mapping[str, Any]) -> Protection:
@@ -66,25 +69,32 @@ class Protection:
             count_layout=tuple(binding["protection.count.layout"]),
             session_id_bits=binding["emsdp.header.session_id_bits"],
             uplink_direction=binding["protection.count.direction_uplink"],
+            count_align=binding["protection.count.align"],
+            mac_take=binding["protection.mac.take"],
         )
 
     def count(self, session_id: int, counter: int, counter_bits: int, direction: str) -> bytes:
-        """COUNT: the layout's fields packed MSB first, right-aligned in 8 octets."""
+        """COUNT: the layout's fields packed MSB first, right-aligned in 8 octets (align lsb) or left-aligned, the
+        low-order bits left over zero (align msb)."""
         bit = self.uplink_direction if direction == UPLINK else 1 - self.uplink_direction
         fields = {
             "session_id": (session_id, self.session_id_bits),
             "counter": (counter, counter_bits),
             "direction": (bit, 1),
         }
-        value = 0
+        value, total = 0, 0
         for name in self.count_layout:
             field, width = fields[name]
             value = value << width | (field & ((1 << width) - 1))
+            total += width
+        if self.count_align == "msb":
+            value <<= 64 - total
         return value.to_bytes(8, "big")
 
     def mac(self, key: bytes, count: bytes, header: bytes, body: bytes) -> bytes:
         covered = header + body if self.covers == "header_and_body" else body
-        return mac_primitive(self.mac_algorithm, key, count + covered)[: self.mac_bytes]
+        full = mac_primitive(self.mac_algorithm, key, count + covered)
+        return full[: self.mac_bytes] if self.mac_take == "msb" else full[len(full) - self.mac_bytes :]
 
     def verify(self, key: bytes, count: bytes, header: bytes, body: bytes, mac: bytes) -> bool:
         return hmac.compare_digest(self.mac(key, count, header, body), mac)

@@ -9,7 +9,9 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.binding import BindingError, load_binding
+from conformance.binding import Alternative, BindingError, load_binding
+from conformance.binding.loader import _alternatives
+from conformance.binding.types import parse_type
 from conformance.crypto.keys import ROOT_NAMES
 
 DEFAULT = load_binding()
@@ -30,6 +32,7 @@ DIGEST_OPEN_POINTS = {
         "emsdp.counters.cp_bits_by_scheme",
         "emsdp.counters.up_bits_by_scheme",
         "protection.mac.bits",
+        "protection.mac.take",
         "protection.mac.covers",
     ],
     "3 TLV tags": ["emsdp.tlv.tags.imsi", "emsdp.tlv.tags.suci", "emsdp.tlv.tag_bytes", "emsdp.tlv.length_bytes"],
@@ -63,6 +66,7 @@ DIGEST_OPEN_POINTS = {
         "protection.mac.algorithm",
         "protection.cipher.algorithm",
         "protection.count.layout",
+        "protection.count.align",
         "protection.count.direction_uplink",
     ],
     "8 KInt_EAS_PSK and key identifier": [
@@ -354,3 +358,101 @@ def test_no_unconfirmed_value_is_hard_coded_in_the_package():
             if re.search(pattern, code):
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}: {value!r} (binding {key})")
     assert not offenders, "read these from the binding instead:\n" + "\n".join(offenders)
+
+
+# ---- alternatives: the values `best-conformance probe` searches (issue 16) -----------------------------------
+
+# What the default binding offers the probe (tests/reference/test_binding_alternatives.py shows each one works
+# on both sides and that the default harness cannot test a SUT speaking it).
+SEARCHED = {
+    "emsdp.header.fields",
+    "emsdp.tlv.tags.hse_config",
+    "emsdp.tlv.tags.rand",
+    "emsdp.tlv.tags.autn",
+    "emsdp.tlv.tags.res",
+    "protection.mac.take",
+    "protection.mac.covers",
+    "protection.count.align",
+    "keys.derivations.kint_int.fc",
+    "keys.derivations.ke2m_int.fc",
+    "keys.derivations.ke2m_enc.fc",
+}
+
+
+def test_the_parameters_with_alternatives_are_few_and_each_says_why():
+    params = DEFAULT.with_alternatives()
+    assert {p.key for p in params} == SEARCHED
+    assert [p.key for p in params] == [k for k in DEFAULT if k in SEARCHED]  # file order
+    assert [a.value for a in DEFAULT.param("protection.count.align").alternatives] == ["msb"]
+    for p in params:
+        assert 1 <= len(p.alternatives) <= 3, p.key
+        for a in p.alternatives:
+            assert isinstance(a, Alternative) and len(a.source) >= 40, (p.key, a)
+            assert not parse_type(p.type).check(a.value, p.key) and a.value != p.value
+            assert p.doc or p.key.startswith(("emsdp.tlv.tags.", "keys.derivations.")), f"{p.key}: say what it means"
+    assert not DEFAULT.param("transport.udp_port").alternatives
+
+
+def test_the_new_open_points_default_to_what_the_harness_always_did():
+    assert DEFAULT["protection.count.align"] == "lsb" and DEFAULT["protection.mac.take"] == "msb"
+    for key in ("protection.count.align", "protection.mac.take"):
+        assert DEFAULT.param(key).basis == "assumed" and DEFAULT.param(key).doc
+
+
+def test_an_override_keeps_the_defaults_alternatives_and_cannot_bring_its_own():
+    b = load_binding({"protection.count.align": "msb", "emsdp.tlv.tags.rand": 0x21})
+    for key in ("protection.count.align", "emsdp.tlv.tags.rand"):
+        assert b.param(key).alternatives == DEFAULT.param(key).alternatives
+        assert b.param(key).overridden_by == "overrides"
+    assert {p.key for p in b.with_alternatives()} == SEARCHED
+    with pytest.raises(BindingError, match="only 'value' and optionally 'source'"):
+        load_binding({"protection.count.align": {"value": "msb", "alternatives": [{"value": "lsb", "source": "x"}]}})
+
+
+@pytest.mark.parametrize(
+    ("alternatives", "problem"),
+    [
+        ("msb", "protection.count.align.alternatives: expected a non-empty list"),
+        ([], "protection.count.align.alternatives: expected a non-empty list"),
+        (["msb"], "protection.count.align.alternatives[0]: expected {value: ..., source: ...}"),
+        ([{"value": "msb"}], "protection.count.align.alternatives[0]: expected {value: ..., source: ...}"),
+        ([{"value": "msb", "source": " "}], "protection.count.align.alternatives[0].source: say why"),
+        ([{"value": "mid", "source": "a reading"}], "protection.count.align.alternatives[0]: expected one of lsb, msb"),
+        ([{"value": "lsb", "source": "a reading"}], "alternatives[0]: 'lsb' is the parameter's value"),
+        (
+            [{"value": "msb", "source": "a reading"}, {"value": "msb", "source": "another"}],
+            "protection.count.align.alternatives[1]: 'msb' is listed twice",
+        ),
+    ],
+)
+def test_a_bad_alternative_in_the_defaults_is_named_with_its_index(alternatives, problem):
+    leaf = {"value": "lsb", "type": "enum[lsb|msb]", "source": "assumed: x", "alternatives": alternatives}
+    _, problems = _alternatives("protection.count.align", leaf, parse_type(leaf["type"]))
+    assert any(problem in p for p in problems), problems
+
+
+def test_alternatives_of_the_parameters_type_are_kept_in_order():
+    leaf = {
+        "value": 7,
+        "type": "uint8",
+        "source": "assumed: x",
+        "alternatives": [
+            {"value": 0x21, "source": "NAS"},
+            {"value": 6, "source": "seed"},
+            {"value": True, "source": "not an int"},
+        ],
+    }
+    found, problems = _alternatives("emsdp.tlv.tags.rand", leaf, parse_type("uint8"))
+    assert found == (Alternative(0x21, "NAS"), Alternative(6, "seed"))
+    assert problems == ["emsdp.tlv.tags.rand.alternatives[2]: expected uint8 (an integer 0..255), got True (bool)"]
+
+
+def test_each_alternative_loads_alone_or_with_the_set_its_source_names():
+    seed_003 = {"emsdp.tlv.tags.rand": 0x06, "emsdp.tlv.tags.autn": 0x07, "emsdp.tlv.tags.hse_config": 0x08}
+    for p in DEFAULT.with_alternatives():
+        for a in p.alternatives:
+            try:
+                assert load_binding({p.key: a.value})[p.key] == a.value
+            except BindingError:
+                assert seed_003.get(p.key) == a.value and "only as that set" in a.source, (p.key, a.value)
+    assert load_binding(seed_003)["emsdp.tlv.tags.hse_config"] == 0x08

@@ -32,6 +32,28 @@ def test_count_packs_the_binding_layout():
     assert other.count(0x1234, 0x5, 11, UPLINK) == (0x5 << 16 | 0x1234).to_bytes(8, "big")
 
 
+def test_count_alignment_from_the_binding():
+    """The doc's example of protection.count.align: the same 28 bits right-aligned (lsb) or left-aligned (msb)."""
+    assert P.count(0x1234, 0x5, 11, UPLINK) == bytes.fromhex("000000000123400a")
+    left = Protection.from_binding(load_binding({"protection.count.align": "msb"}))
+    assert left.count(0x1234, 0x5, 11, UPLINK) == bytes.fromhex("123400a000000000")
+    assert left.count(0x1234, 0x5, 11, DOWNLINK) == bytes.fromhex("123400b000000000")
+    assert left.count(0xFFFF, 0x7FF, 11, DOWNLINK) == ((1 << 28) - 1 << 36).to_bytes(8, "big")
+
+
+@pytest.mark.parametrize("algorithm", ["aes-cmac", "hmac-sha256"])
+def test_mac_take_keeps_the_first_or_the_last_octets(algorithm):
+    key, count = bytes(range(16)), P.count(1, 1, 11, UPLINK)
+    full = mac_primitive(algorithm, key, count + b"head" + b"body")
+    first = Protection.from_binding(load_binding({"protection.mac.algorithm": algorithm}))
+    last = Protection.from_binding(load_binding({"protection.mac.algorithm": algorithm, "protection.mac.take": "lsb"}))
+    assert first.mac(key, count, b"head", b"body") == full[:8]
+    assert last.mac(key, count, b"head", b"body") == full[-8:]
+    assert last.verify(key, count, b"head", b"body", full[-8:]) and not first.verify(
+        key, count, b"head", b"body", full[-8:]
+    )
+
+
 def test_mac_covers_what_the_binding_says():
     key, count = bytes(16), P.count(1, 1, 11, UPLINK)
     mac = P.mac(key, count, b"head", b"body")
