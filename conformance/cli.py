@@ -726,6 +726,79 @@ def _print_not_passed(results: list[dict[str, Any]], console: Any) -> None:
 
 
 @cli.command()
+@click.option(
+    "--profile",
+    "profile_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The SUT's profile (an HSE): its endpoint, PIXIT subscribers and the binding the harness reads.",
+)
+@click.option(
+    "--pcap",
+    "pcaps",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Offline: a capture of exchanges with the SUT (repeatable). Without it the probe talks to the SUT.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Offline: the SUT's UDP port in the capture (default: the profile's HSE port).",
+)
+@click.option(
+    "--max-sessions",
+    type=click.IntRange(1, 1000),
+    default=50,
+    show_default=True,
+    help="Live: at most this many sessions.",
+)
+@click.option(
+    "--reports", default="reports", show_default=True, help="Folder under which probe-<timestamp>/ is written."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print probe.json instead of the table.")
+def probe(
+    profile_path: str, pcaps: tuple[str, ...], port: int | None, max_sessions: int, reports: str, as_json: bool
+) -> None:
+    """Find the binding an HSE speaks: which of the binding's alternatives (default.yaml `alternatives:`) its
+    messages fit, offline from --pcap captures or live in a few short sessions. Writes
+    reports/probe-<timestamp>/ (binding-override.yaml, probe.json, report.md, and live.pcap when live).
+
+    Exit code: 0 a consistent binding (with differences or not), 1 a message contradicts every candidate, 2 bad
+    input, 3 the SUT could not be reached.
+    """
+    from conformance.capture.reader import TraceError
+    from conformance.probe.report import print_table, probe_folder, write_outputs
+
+    profile = _load_profile(profile_path)
+    if profile.sut.kind != "hse":
+        raise click.UsageError(f"the probe speaks EMSDP to an HSE; {profile_path} describes a {profile.sut.kind}")
+    folder = probe_folder(reports)
+    console = _console(stderr=as_json)
+    if pcaps:
+        from conformance.probe.offline import probe_captures
+
+        try:
+            result = probe_captures(pcaps, profile, port=port)
+        except TraceError as exc:
+            raise click.UsageError(str(exc)) from None
+    else:
+        from conformance.probe.live import ProbeAborted, probe_live
+
+        try:
+            result = probe_live(profile, folder, max_sessions=max_sessions, say=lambda text: console.print(text))
+        except ProbeAborted as exc:
+            console.print(f"[red]{exc}[/red]")
+            sys.exit(EXIT_HARNESS)
+    paths = write_outputs(result, folder)
+    if as_json:
+        click.echo(paths["json"].read_text(encoding="utf-8"), nl=False)
+    else:
+        print_table(result, console)
+        console.print(f"written: {paths['override']}, {paths['json'].name}, {paths['report'].name}")
+    sys.exit(EXIT_PASS if result.consistent else EXIT_FAIL)
+
+
+@cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--allure", "with_allure", is_flag=True, help="Also render allure-results/ with Allure 3 (npm).")
 def report(run_dir: str, with_allure: bool) -> None:

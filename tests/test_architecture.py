@@ -37,6 +37,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "baseline": {"engine", "profile"},
     # worked known-answer vectors of a binding, computed with the harness's own crypto and codec
     "vectors": {"binding", "crypto", "emsdp"},
+    # finds the binding a SUT speaks: reads captures, runs the UE role against the SUT; never starts a reference
+    "probe": {"binding", "capture", "crypto", "emsdp", "roles"},
 }
 
 
