@@ -244,7 +244,9 @@ class Profile(Strict):
     tls: Tls = Tls()
     pics: Pics = Pics()
     pixit: Pixit
-    binding: dict[str, Any] = {}
+    binding: dict[str, Any] = Field(
+        {}, description="binding overrides, or the name of a YAML file of them (e.g. probe's binding-override.yaml)"
+    )
     reference: Reference = Reference()
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
@@ -299,6 +301,8 @@ def load_profile(source: str | Path | dict[str, Any]) -> LoadedProfile:
         raise ProfileError(["expected a mapping with sut, pixit and the other sections"], origin)
     if path is not None and "tls" in data:
         data = {**data, "tls": _resolved(data["tls"], path.resolve().parent)}
+    if isinstance(data.get("binding"), str):  # a file of overrides, e.g. the probe's binding-override.yaml
+        data = {**data, "binding": _binding_file(data["binding"], path, origin)}
 
     problems: list[str] = []
     profile = None
@@ -317,6 +321,20 @@ def load_profile(source: str | Path | dict[str, Any]) -> LoadedProfile:
     if problems:
         raise ProfileError(problems, origin)
     return LoadedProfile(profile, binding, path)
+
+
+def _binding_file(name: str, path: Path | None, origin: str) -> Any:
+    """`binding: FILE`: the overrides that YAML file holds, read relative to the profile's folder."""
+    file = Path(name) if Path(name).is_absolute() or path is None else path.resolve().parent / name
+    try:
+        overrides = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ProfileError([f"binding: cannot read {file}: {exc.strerror}"], origin) from None
+    except yaml.YAMLError as exc:
+        raise ProfileError([f"binding: {file} is not valid YAML: {exc}"], origin) from None
+    if not isinstance(overrides, dict):
+        raise ProfileError([f"binding: {file} must hold a mapping of binding keys"], origin)
+    return overrides
 
 
 TLS_FILE_FIELDS = ("ca", "cert", "key")

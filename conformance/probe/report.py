@@ -32,7 +32,8 @@ def write_outputs(result: ProbeResult, folder: Path) -> dict[str, Path]:
     paths = {"override": folder / OVERRIDE_FILE, "json": folder / JSON_FILE, "report": folder / REPORT_FILE}
     header = (
         "# The binding the probe inferred for this SUT (best-conformance probe): every value its messages decided\n"
-        "# against the harness's reading. Use it as a profile's `binding:` or with --binding.\n"
+        "# against the harness's reading. Name this file as a profile's `binding:` (or paste its entries there),\n"
+        "# or give it to --binding (keys, vectors, dissect).\n"
     )
     body = (
         yaml.safe_dump(result.overrides(), sort_keys=False, allow_unicode=True, width=1000)

@@ -51,7 +51,9 @@ def test_the_inferred_binding_makes_the_suite_pass_where_the_default_did_not(tmp
         result = probe_live(profile, tmp_path / "probe")
         written = write_outputs(result, tmp_path / "probe")
         inferred = yaml.safe_load(written["override"].read_text(encoding="utf-8"))
-        after = suite_results(with_binding(profile, inferred), tmp_path / "inferred", certs)
+        after = suite_results(
+            with_binding(profile, str(written["override"])), tmp_path / "inferred", certs
+        )  # binding: FILE
     assert {key: entry["value"] for key, entry in inferred.items()} == overrides  # exactly the SUT's reading
     assert all(entry["source"].startswith("inferred by probe from ") for entry in inferred.values())
     assert any(r.verdict in FAILING for r in before.values()), "the default-binding run should not pass"
