@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from typing import Self
 
 
 class GuardedEndpoint(asyncio.DatagramProtocol):
@@ -30,3 +32,54 @@ class GuardedEndpoint(asyncio.DatagramProtocol):
 
     def handle(self, data: bytes, addr: tuple[str, int]) -> None:
         raise NotImplementedError
+
+
+class EndpointThread:
+    """A reference's UDP endpoint served by an asyncio loop on a thread of its own (tests, embedded runs,
+    `serve`): started by `with`, bound at `bind` (port 0: a free one), `address` once started. A subclass adds
+    what else its loop runs in `_opened` and the transports it closes in `_transports`."""
+
+    def __init__(self, protocol: GuardedEndpoint, bind: tuple[str, int], name: str):
+        self.protocol = protocol
+        self._bind = bind
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self.address: tuple[str, int] | None = None
+
+    @property
+    def bind_address(self) -> tuple[str, int]:
+        """Where it binds (port 0: a free one), before it started."""
+        return self._bind
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._open(), self._loop).result(timeout=10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def _open(self) -> None:
+        transport, _ = await self._loop.create_datagram_endpoint(lambda: self.protocol, local_addr=self._bind)
+        self.address = transport.get_extra_info("sockname")[:2]
+        await self._opened()
+
+    async def _opened(self) -> None:
+        """What else the loop starts once the endpoint listens."""
+
+    def _transports(self) -> list[asyncio.BaseTransport | None]:
+        return [self.protocol.transport]
+
+    def close(self) -> None:
+        if not self._thread.is_alive():
+            return
+
+        async def shutdown() -> None:
+            for transport in self._transports():
+                if transport is not None:
+                    transport.close()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()

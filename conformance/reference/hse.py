@@ -44,7 +44,7 @@ from conformance.emsdp.values import decode_imsi, decode_ue_config, reject_tlvs
 from conformance.faults import CATALOGUE, parse_faults
 from conformance.profile import LoadedProfile
 from conformance.reference.death import log_death
-from conformance.reference.endpoint import GuardedEndpoint
+from conformance.reference.endpoint import EndpointThread, GuardedEndpoint
 from conformance.reference.hse_faults import hse_behaviour
 from conformance.reference.reactions import Reject
 from conformance.reference.subscribers import SubscriberDb, SubscriberState, UnknownSubscriber
@@ -586,41 +586,27 @@ class ReferenceHse(GuardedEndpoint):
             self.send(self.protected(session, "session_terminate_request", []), session.addr)
 
 
-class HseServer:
+class HseServer(EndpointThread):
     """The reference HSE on its own event loop in a background thread: for tests, `run` and `serve`.
 
     It binds to the profile's HSE endpoint (port: the binding's, unless `port` says otherwise; 0 picks a free
     one); `address` says where it listens once started.
     """
 
+    protocol: ReferenceHse
+
     def __init__(self, profile: LoadedProfile, faults: frozenset[str] = frozenset(), port: int | None = None):
-        self.protocol = ReferenceHse(profile, faults)
         host, default_port = profile.hse_endpoint
-        self._bind = (host, default_port if port is None else port)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="reference-hse", daemon=True)
-        self.address: tuple[str, int] | None = None
+        super().__init__(ReferenceHse(profile, faults), (host, default_port if port is None else port), "reference-hse")
 
-    @property
-    def bind_address(self) -> tuple[str, int]:
-        """Where it binds (port 0: a free one), before it started."""
-        return self._bind
-
-    def __enter__(self) -> HseServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._open(), self._loop).result(timeout=10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def _open(self) -> None:
-        transport, _ = await self._loop.create_datagram_endpoint(lambda: self.protocol, local_addr=self._bind)
-        self.address = transport.get_extra_info("sockname")[:2]
+    async def _opened(self) -> None:
         if self.protocol.behaviour.reply_from_other_port:
             alt, _ = await self._loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=(self._bind[0], 0))
             self.protocol.alt_transport = alt
         self._loop.call_later(self._tick_interval, self._tick)
+
+    def _transports(self) -> list[asyncio.BaseTransport | None]:
+        return [self.protocol.transport, self.protocol.alt_transport]
 
     @property
     def _tick_interval(self) -> float:
@@ -629,17 +615,3 @@ class HseServer:
     def _tick(self) -> None:
         self.protocol.expire_idle()
         self._loop.call_later(self._tick_interval, self._tick)
-
-    def close(self) -> None:
-        if not self._thread.is_alive():
-            return
-
-        async def shutdown() -> None:
-            for transport in (self.protocol.transport, self.protocol.alt_transport):
-                if transport is not None:
-                    transport.close()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()

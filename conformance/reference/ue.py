@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +50,7 @@ from conformance.emsdp.values import decode_hse_config, reject_tlvs, tlv_values
 from conformance.faults import CATALOGUE, parse_faults
 from conformance.profile import LoadedProfile
 from conformance.reference.death import log_death
-from conformance.reference.endpoint import GuardedEndpoint
+from conformance.reference.endpoint import EndpointThread, GuardedEndpoint
 from conformance.reference.reactions import Reject
 from conformance.reference.ue_faults import ue_behaviour
 
@@ -448,12 +447,14 @@ def local_address(hse: tuple[str, int], port: int = 0) -> tuple[str, int]:
     return ("127.0.0.1" if hse[0] in ("127.0.0.1", "localhost", "0.0.0.0", "") else "0.0.0.0", port)
 
 
-class UeClient:
+class UeClient(EndpointThread):
     """The reference UE on its own event loop in a background thread: for tests, embedded runs and `serve ue`.
 
     The triggers (`session`, `send_data`, `manage_keys`, `terminate`) may be called from any thread; each returns
     once the UE has acted (its datagram sent, or nothing, as a device without a session does nothing).
     """
+
+    protocol: ReferenceUe
 
     def __init__(
         self,
@@ -465,27 +466,11 @@ class UeClient:
     ):
         host, hse_port = hse or profile.hse_endpoint
         self.hse = ("127.0.0.1" if host in ("0.0.0.0", "") else host, hse_port)
-        self.bind_address = local_address(self.hse, port or 0)
-        self.protocol = ReferenceUe(profile, self.hse, faults)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="reference-ue", daemon=True)
-        self.address: tuple[str, int] | None = None
+        super().__init__(ReferenceUe(profile, self.hse, faults), local_address(self.hse, port or 0), "reference-ue")
 
     @property
     def died_at(self) -> float | None:
         return self.protocol.died_at
-
-    def __enter__(self) -> UeClient:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._open(), self._loop).result(timeout=10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def _open(self) -> None:
-        transport, _ = await self._loop.create_datagram_endpoint(lambda: self.protocol, local_addr=self.bind_address)
-        self.address = transport.get_extra_info("sockname")[:2]
 
     def _on_loop(self, action: Callable[..., None], *args: Any) -> None:
         """Run `action` on the UE's loop and wait for it: the protocol is never touched from two threads."""
@@ -535,16 +520,3 @@ class UeClient:
             raise ValueError(f"not a UE command: {line!r}; known: session, send_data HEX, manage_keys, terminate")
         trigger(*args)
         return f"ran {line.strip()!r}"
-
-    def close(self) -> None:
-        if not self._thread.is_alive():
-            return
-
-        async def shutdown() -> None:
-            if self.protocol.transport is not None:
-                self.protocol.transport.close()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
