@@ -591,8 +591,8 @@ def _emse_signals(service: Any) -> None:
     "--all",
     "all_kinds",
     is_flag=True,
-    help="Every kind's suite (hse, emks, emse) against its embedded reference, the kinds in parallel, into one "
-    "folder: reports/<run-id>/<kind>/ and runs.json. Exit 0 only when every kind's decision is pass.",
+    help=f"Every kind's suite ({', '.join(SUT_KINDS)}) against its embedded reference, the kinds in parallel, into "
+    "one folder: reports/<run-id>/<kind>/ and runs.json. Exit 0 only when every kind's decision is pass.",
 )
 @click.option("--fault", "faults", multiple=True, help="With the embedded reference: switch on a fault (repeatable).")
 @click.option("-k", "keyword", help="Only cases matching this pytest -k expression (e.g. 'SR or EAS').")
