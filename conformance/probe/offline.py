@@ -505,17 +505,22 @@ class Search:
                 continue
             direction = DOWNLINK if s.from_sut else UPLINK
             fitting = set()
-            for assignment in assignments(relevant):
-                keys = self.keys_under(view, run, assignment)
-                if keys is None:
-                    continue
-                security = MessageSecurity(view.codec, {**view.binding, **assignment})
+            for assignment, security, keys in self._keyed(view, run, relevant):
                 try:
                     if security.verify(m, keys, direction):
                         fitting.add(tuple(assignment[c.key] for c in relevant))
                 except KeyError:
                     continue
             yield tuple(c.key for c in relevant), s, fitting, True
+
+    def _keyed(
+        self, view: View, run: Any, relevant: list[Candidate]
+    ) -> Iterable[tuple[dict[str, Any], MessageSecurity, dict[str, bytes]]]:
+        """Each assignment of the relevant candidates whose keys derive, with the protection it reads under."""
+        for assignment in assignments(relevant):
+            keys = self.keys_under(view, run, assignment)
+            if keys is not None:
+                yield assignment, MessageSecurity(view.codec, {**view.binding, **assignment}), keys
 
     def _cipher_checks(
         self, view: View, searched: list[Candidate]
@@ -533,11 +538,7 @@ class Search:
             if not relevant:
                 continue
             fitting = set()
-            for assignment in assignments(relevant):
-                keys = self.keys_under(view, run, assignment)
-                if keys is None:
-                    continue
-                security = MessageSecurity(view.codec, {**view.binding, **assignment})
+            for assignment, security, keys in self._keyed(view, run, relevant):
                 up = security.crypt(m.data, keys, "up", m.session_id, m.counter, m.scheme, UPLINK)
                 down = security.crypt(m2.data, keys, "up", m2.session_id, m2.counter, m2.scheme, DOWNLINK)
                 if up == down:
