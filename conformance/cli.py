@@ -618,6 +618,14 @@ def _emse_signals(service: Any) -> None:
     help="When N cases in a row get no answer at all from the SUT, mark the rest 'not run' at once (default 5; "
     "0: never stop early).",
 )
+@click.option(
+    "--case-file",
+    "case_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Run the cases of this YAML file instead of the kind's suite (repeatable), e.g. a fuzz finding "
+    "(reports/fuzz-*/findings/*.yaml).",
+)
 def run(
     profile_path: str | None,
     reference: bool | None,
@@ -630,6 +638,7 @@ def run(
     baseline: str | None,
     strict_baseline: bool,
     stop_after: int | None,
+    case_files: tuple[str, ...],
 ) -> None:
     """Run every applicable conformance case and write reports/<run-id>/: results.jsonl, junit.xml,
     allure-results/, one pcap per case, compliance.json and report.html.
@@ -653,8 +662,11 @@ def run(
         baseline=baseline,
         strict_baseline=strict_baseline,
         stop_after=stop_after,
+        case_files=case_files,
     )
     if all_kinds:
+        if case_files:
+            raise click.UsageError("--all runs every kind's suite: leave out --case-file")
         if profile_path or reference is False:
             raise click.UsageError("--all runs the shipped reference profiles: leave out --profile and --no-reference")
         _run_all(options)
@@ -669,6 +681,178 @@ def run(
 
         sys.exit(report_run(run_dir, strict_baseline, console))
     sys.exit(outcome.code)
+
+
+@cli.command()
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(dir_okay=False),
+    help="SUT profile (an HSE for emsdp). Default: the embedded reference HSE (profiles/reference-hse.yaml).",
+)
+@click.option(
+    "--reference/--no-reference",
+    default=None,
+    help="Fuzz the reference SUT the profile describes, embedded (default: only without --profile); it is "
+    "restarted after a crash, so a crash shrinks like any finding.",
+)
+@click.option("--fault", "faults", multiple=True, help="With the embedded reference: switch on a fault (repeatable).")
+@click.option(
+    "--examples", type=click.IntRange(1), help="Examples per interface (default: each fuzzer's, e.g. emsdp 60)."
+)
+@click.option(
+    "--time", "seconds", type=click.FloatRange(min=0, min_open=True), help="Or a budget in seconds per interface."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same examples.")
+@click.option(
+    "--interface",
+    type=click.Choice(["emsdp", "key_server", "all"]),
+    default="emsdp",
+    show_default=True,
+    help="What to fuzz: the HSE's EMSDP, the key server, or both.",
+)
+@click.option("--reports", default="reports", show_default=True, help="Folder under which fuzz-<timestamp>/ goes.")
+def fuzz(
+    profile_path: str | None,
+    reference: bool | None,
+    faults: tuple[str, ...],
+    examples: int | None,
+    seconds: float | None,
+    seed: int,
+    interface: str,
+    reports: str,
+) -> None:
+    """Robustness testing of the SUT with Hypothesis (TS 33.117 4.2.2): stateful, structure-aware fuzzing of each
+    interface; every failure shrunk to a minimal sequence and written as a case, replayable with
+    `run --case-file`. Writes reports/fuzz-<timestamp>/: fuzz.json, findings/<interface>-<n>.yaml, pcaps/,
+    hypothesis-db/ (the same seed replays).
+
+    Exit code: 0 no finding, 1 findings, 2 bad input, 3 a harness error."""
+    import datetime
+    from pathlib import Path
+
+    from conformance.profile import ProfileError, load_profile, shipped_profile
+
+    if examples is not None and seconds is not None:
+        raise click.UsageError("give --examples or --time, not both")
+    embedded = reference if reference is not None else profile_path is None
+    if faults and not embedded:
+        raise click.UsageError("--fault switches on a fault of the embedded reference: add --reference")
+    try:
+        from conformance.faults import parse_faults
+
+        parse_faults(faults)
+        profile = load_profile(Path(profile_path) if profile_path else shipped_profile("reference-hse.yaml"))
+    except (ValueError, OSError, ProfileError) as exc:
+        raise click.UsageError(str(exc)) from None
+    interfaces = ["emsdp", "key_server"] if interface == "all" else [interface]
+    if "emsdp" in interfaces and profile.sut.kind != "hse":
+        raise click.UsageError(f"--interface emsdp fuzzes an HSE; the profile's SUT is {profile.sut.kind}")
+    keyserver_fuzzer = None
+    if "key_server" in interfaces:
+        try:
+            from conformance.fuzz.keyserver import fuzz_key_server as keyserver_fuzzer
+        except ImportError as exc:
+            raise click.UsageError(f"--interface key_server: the key-server fuzzer is not available ({exc})") from None
+    run_dir = Path(reports) / f"fuzz-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    console = _console(stderr=True)
+    code = _fuzz(profile, embedded, frozenset(faults), interfaces, examples, seconds, seed, run_dir, keyserver_fuzzer)
+    for line in code[1]:
+        console.print(line, highlight=False)
+    console.print(f"fuzz: {run_dir}/fuzz.json", highlight=False)
+    sys.exit(code[0])
+
+
+def _fuzz(
+    profile: Any,
+    embedded: bool,
+    faults: frozenset[str],
+    interfaces: list[str],
+    examples: int | None,
+    seconds: float | None,
+    seed: int,
+    run_dir: Any,
+    keyserver_fuzzer: Any,
+) -> tuple[int, list[str]]:
+    """Fuzz each interface into run_dir; (exit code, lines for the console)."""
+    import contextlib
+    import logging
+
+    from conformance.fuzz.emsdp import REFERENCE_TIMEOUT, REFERENCE_WINDOW, Target, fuzz_emsdp
+    from conformance.fuzz.findings import write_findings, write_fuzz_json
+    from conformance.fuzz.replay import replay_finding
+
+    reports, lines = [], []
+    with contextlib.ExitStack() as outer:
+        certs = None
+        stack = contextlib.ExitStack()
+        outer.callback(lambda: stack.close())
+        if embedded:
+            import tempfile
+            from pathlib import Path
+
+            from conformance.embedded import embedded_reference
+            from conformance.keyserver.certs import CertificateDirectory
+            from conformance.reference.death import DEATH_LOGGER
+
+            deaths = logging.getLogger(DEATH_LOGGER)  # a crash found is a finding, not console noise
+            deaths.propagate = False
+            deaths.addHandler(logging.NullHandler())
+            certs = CertificateDirectory(Path(outer.enter_context(tempfile.TemporaryDirectory())) / "certs")
+
+        def start() -> Any:
+            nonlocal stack
+            stack.close()
+            stack = contextlib.ExitStack()
+            running, _ = stack.enter_context(embedded_reference(profile, faults, certs=certs))
+            return running
+
+        sut = start() if embedded else profile
+        for interface in interfaces:
+            database = run_dir / "hypothesis-db" / interface
+            if interface == "emsdp":
+                target = Target(
+                    sut,
+                    restart=start if embedded else None,
+                    window=REFERENCE_WINDOW if embedded else None,
+                    timeout=REFERENCE_TIMEOUT if embedded else None,
+                )
+                report = fuzz_emsdp(
+                    target,
+                    **({"examples": examples} if examples else {}),
+                    seconds=seconds,
+                    seed=seed,
+                    database=database,
+                    replay=_replayer(target, run_dir, certs, replay_finding),
+                )
+                sut = target.profile  # restarted after a crash: the SUT of the moment
+            else:
+                report = keyserver_fuzzer(
+                    sut,
+                    **({"examples": examples} if examples else {}),
+                    seconds=seconds,
+                    seed=seed,
+                    database=database,
+                    out=run_dir,
+                    certs=certs,
+                )
+            reports.append(report)
+            write_findings(run_dir, report.findings, sut.sut.kind)
+            rate = report.examples / report.seconds if report.seconds else 0.0
+            lines.append(
+                f"{interface}: {report.examples} examples in {report.seconds:.1f} s ({rate:.1f}/s), seed {seed}: "
+                f"{len(report.findings)} finding(s)"
+            )
+            lines += [f"  {f.oracle}: {f.summary}" for f in report.findings]
+        write_fuzz_json(run_dir, reports, profile=str(profile.path) if getattr(profile, "path", None) else None)
+    return (EXIT_FAIL if any(r.findings for r in reports) else EXIT_PASS), lines
+
+
+def _replayer(target: Any, run_dir: Any, certs: Any, replay_finding: Any) -> Any:
+    """Replay each finding, numbered as findings/ numbers them, against the target's SUT of the moment."""
+    numbers = iter(range(1, 1_000_000))
+    return lambda finding: replay_finding(finding, next(numbers), target.profile, run_dir, certs=certs)[0]
 
 
 def _run_all(options: Any) -> None:

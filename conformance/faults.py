@@ -21,6 +21,7 @@ import yaml
 from conformance.yaml_lines import LineLoader
 
 INTERFACES = ("emsdp", "key_server", "dtls")  # what a dead fault can kill: HSE/UE UDP, HTTPS key server, EMSE DTLS
+FUZZ_INTERFACES = ("emsdp", "key_server")  # what `best-conformance fuzz` fuzzes (found_by)
 COMPONENTS = ("hse", "keyserver", "emse", "ue")
 LAYERS = ("codec", "protocol", "crypto", "keyserver", "dead")
 CATALOGUE_FILE = "faults.yaml"
@@ -42,14 +43,17 @@ class Fault:
     # the should/may requirement the fault breaks, and why: a warning is then the right verdict, so a should/may
     # case that warns catches it. Empty: the fault breaks a shall requirement and needs a fail.
     warn_suffices: str = ""
+    # The interfaces `best-conformance fuzz` finds this fault on (some of FUZZ_INTERFACES): a fault no case is
+    # meant to catch, only fuzzing. The selftest does not run it (selftest.kind_faults); caught_by may be empty.
+    found_by: tuple[str, ...] = ()
 
 
 class CatalogueError(ValueError):
     """A wrong entry in faults.yaml: the message names the file, line and fault."""
 
 
-_FIELDS = {"name", "component", "layer", "description", "dead", "caught_by", "warn_suffices"}
-_REQUIRED = ("name", "component", "layer", "description", "caught_by")
+_FIELDS = {"name", "component", "layer", "description", "dead", "caught_by", "warn_suffices", "found_by"}
+_REQUIRED = ("name", "component", "layer", "description")  # and caught_by, unless found_by says fuzzing finds it
 
 
 def _names(value: Any) -> bool:
@@ -81,12 +85,22 @@ def _fault(entry: Any, where: str) -> Fault:
         raise CatalogueError(f"{where}: dead {dead!r} must list distinct interfaces of {', '.join(INTERFACES)}")
     if (entry["layer"] == "dead") != bool(dead):
         raise CatalogueError(f"{where}: a fault of layer dead, and only such a fault, lists the interfaces it kills")
-    caught_by = entry["caught_by"]
+    found_by = entry.get("found_by", [])
+    if found_by != [] and not (
+        _names(found_by) and set(found_by) <= set(FUZZ_INTERFACES) and len(set(found_by)) == len(found_by)
+    ):
+        raise CatalogueError(
+            f"{where}: found_by {found_by!r} must list distinct interfaces fuzzing finds it on: "
+            f"{', '.join(FUZZ_INTERFACES)}"
+        )
+    if "caught_by" not in entry and not found_by:
+        raise CatalogueError(f"{where}: missing field(s) caught_by (or found_by, for a fault only fuzzing finds)")
+    caught_by = entry.get("caught_by", {})
     if isinstance(caught_by, dict):
         caught_by = {k: v for k, v in caught_by.items() if k != "__line__"}
     if not (
         isinstance(caught_by, dict)
-        and caught_by
+        and (caught_by or found_by)
         and all(isinstance(k, str) and _names(v) for k, v in caught_by.items())
     ):
         raise CatalogueError(
@@ -106,6 +120,7 @@ def _fault(entry: Any, where: str) -> Fault:
         dead=tuple(dead),
         caught_by={kind: tuple(cases) for kind, cases in caught_by.items()},
         warn_suffices=warn,
+        found_by=tuple(found_by),
     )
 
 

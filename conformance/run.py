@@ -41,6 +41,7 @@ class RunOptions:
     strict_baseline: bool = False
     stop_after: int | None = None
     run_dir: str | None = None  # the run folder (default: a new one under `reports`)
+    case_files: tuple[str, ...] = ()  # run these case files (e.g. a fuzz finding) instead of the kind's suite
 
 
 def check_faults(options: RunOptions) -> None:
@@ -219,7 +220,7 @@ def pytest_args(options: RunOptions, run_dir: Path) -> list[str]:
     args += ["--best-stop-after", str(options.stop_after)] if options.stop_after is not None else []
     if options.baseline:
         args += ["--best-baseline", options.baseline] + (["--best-strict-baseline"] if options.strict_baseline else [])
-    return args
+    return args + [str(Path(f).resolve()) for f in options.case_files]  # explicit case paths replace the suite
 
 
 class Collected:

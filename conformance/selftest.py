@@ -141,8 +141,9 @@ def available_kinds() -> list[str]:
 
 
 def kind_faults(kind: str) -> list[str]:
-    """The catalogue's faults a reference SUT of this kind can be run with, in catalogue order."""
-    return [f.name for f in CATALOGUE if f.component in KIND_COMPONENTS[kind]]
+    """The catalogue's faults a reference SUT of this kind can be run with, in catalogue order: not those only
+    fuzzing finds (faults.yaml found_by; `best-conformance fuzz` and tests/fuzz prove those)."""
+    return [f.name for f in CATALOGUE if f.component in KIND_COMPONENTS[kind] and not f.found_by]
 
 
 def load_cases(kind: str, patterns: Iterable[str] = ()) -> list[Case]:
@@ -179,6 +180,12 @@ def plan(kinds: Iterable[str] = (), faults: Iterable[str] = (), patterns: Iterab
     kinds = kinds or available
     by_kind = {k: [f for f in kind_faults(k) if not chosen or f in chosen] for k in kinds}
     orphans = sorted(chosen - {f for fs in by_kind.values() for f in fs})
+    fuzzed = [f for f in orphans if BY_NAME[f].found_by]
+    if fuzzed:
+        raise SelftestError(
+            f"--fault {fuzzed[0]}: only fuzzing finds it (faults.yaml found_by); try "
+            f"`best-conformance fuzz --reference --fault {fuzzed[0]}`"
+        )
     if orphans:
         component = BY_NAME[orphans[0]].component
         raise SelftestError(f"--fault {orphans[0]}: no selected --kind runs {component} faults; drop --kind")

@@ -39,6 +39,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "vectors": {"binding", "crypto", "emsdp"},
     # finds the binding a SUT speaks: reads captures, runs the UE role against the SUT; never starts a reference
     "probe": {"binding", "capture", "crypto", "emsdp", "roles"},
+    # robustness testing of a SUT (issue 17): drives the roles, writes findings as engine cases; never a reference
+    "fuzz": {"binding", "capture", "crypto", "emsdp", "keyserver", "roles", "engine", "masking", "profile"}
+    | {"requirements"},
 }
 
 

@@ -11,7 +11,8 @@ cannot be addressed (IMSI, SUCI and NAI forms have none).
 The reference SUT's key-server faults (conformance/faults.py) are switched on by name here, except
 `client_cert_not_required` (TLS, in server.py), `keyserver_closes_connections`, `plain_http_answered` and
 `http_upgrade_accepted` (each connection, in server.py, which reads them from the app's faults) and
-`past_keys_not_kept` (in the store).
+`past_keys_not_kept` (in the store). `keyserver_500_on_unknown_element` is the one no case catches: the fuzzer
+(conformance.fuzz.keyserver) does.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
 
+import defusedxml.ElementTree
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -39,6 +41,7 @@ from conformance.keyserver.xml import KeyServerXml, KeyServerXmlError, UeKey
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+UNKNOWN_ELEMENT_500 = "keyserver_500_on_unknown_element"  # fault: only fuzzing finds it (issue 17)
 
 
 @dataclass
@@ -102,7 +105,9 @@ class BodyRules:
         return bytes(body)
 
     async def parse(self, request: Request, parse: Callable[[bytes], T]) -> T:
-        body = await self.read(request)
+        return self.parse_body(await self.read(request), parse)
+
+    def parse_body(self, body: bytes, parse: Callable[[bytes], T]) -> T:
         try:
             return parse(body)
         except KeyServerXmlError as exc:
@@ -132,7 +137,10 @@ class KeyServerState:
     # -- routes -----------------------------------------------------------------------------------------
 
     async def register(self, request: Request) -> Response:
-        client_id = await self.bodies.parse(request, self.xml.parse_registration)
+        body = await self.bodies.read(request)
+        if UNKNOWN_ELEMENT_500 in self.faults:
+            self._fields_by_name(body)
+        client_id = self.bodies.parse_body(body, self.xml.parse_registration)
         identity = client_identity(request)
         if client_id != identity and "cert_identity_not_checked" not in self.faults:
             raise HTTPException(
@@ -208,6 +216,20 @@ class KeyServerState:
         return deliveries
 
     # -- helpers ----------------------------------------------------------------------------------------
+
+    def _fields_by_name(self, body: bytes) -> dict[str, str]:
+        """Fault keyserver_500_on_unknown_element: the registration's children looked up in a table of the
+        elements the schema knows before the schema check, so that an element it does not know raises KeyError,
+        which nothing catches: the server answers 500 (a body that is no registration goes on to the check)."""
+        try:
+            root = defusedxml.ElementTree.fromstring(body, forbid_dtd=True)
+        except Exception:
+            return {}
+        names = self.xml.names
+        if root.tag != names.tag("registration"):
+            return {}
+        handlers = {names.tag("client_id"): "client_id"}
+        return {handlers[child.tag]: child.text or "" for child in root}
 
     def _owned(self, request: Request, *, check_owner: bool = True) -> tuple[str, _Session]:
         """The registration a path names, if the caller's certificate identity owns it (404 / 403 otherwise)."""

@@ -103,7 +103,9 @@ class KeyServerXml:
                 root = defusedxml.ElementTree.fromstring(body, forbid_dtd=True)
         except defusedxml.DefusedXmlException:  # DTDForbidden: nothing in a DTD gets a chance to act
             raise KeyServerXmlError("a DTD is not allowed (entities and external references are refused)") from None
-        except (ET.ParseError, LookupError) as exc:  # LookupError: an encoding Python does not know
+        except (ET.ParseError, LookupError, ValueError) as exc:
+            # LookupError: an encoding Python does not know; ValueError: one expat cannot read (multi-byte: UTF-32,
+            # Shift_JIS, ...), a 500 until the fuzzer found it (issue 17)
             raise KeyServerXmlError(f"not well-formed XML: {exc}") from None
         self._validate(root, root_name)
         return root

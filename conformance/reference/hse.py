@@ -19,7 +19,9 @@ What it does where TS 33.163 is silent is the binding's assumption, and beyond t
   changes, and where) says at each decision point; no HSE fault is switched by name here.
 - Dead faults: hse_hangs_after_setup stops answering anything once it has sent its first Session Start;
   hse_exits_on_malformed closes its socket (under `serve`, the process exits) on the first datagram that does
-  not decode as EMSDP. Either logs the moment it died (`faults.log_death`); `on_death` tells the service.
+  not decode as EMSDP; hse_crashes_on_empty_ue_config stops answering EMSDP (its handler crashed; the key
+  server goes on) on a Session Request whose UE config TLV is empty. Each logs the moment it died
+  (`faults.log_death`); `on_death` tells the service.
 """
 
 from __future__ import annotations
@@ -196,6 +198,13 @@ class ReferenceHse(GuardedEndpoint):
         if command is None:
             reaction = self.behaviour.unknown_command_reaction or self._reaction("unknown_command")
             raise Reject("unknown_command", f"unknown command {packet.cmd:#04x}", reaction)
+        if (  # fault: the UE config is read before the TLVs are checked, and an empty one crashes the handler
+            self.behaviour.crashes_on_empty_ue_config
+            and command == "session_request"
+            and any(t.name == "ue_config" and t.length == 0 for t in packet.tlvs)
+        ):
+            self.die("hse_crashes_on_empty_ue_config", f"a Session Request from {addr[0]}:{addr[1]}, UE config empty")
+            return
         if any(p.startswith(("truncated", "short", "over-long", "undecodable")) for p in packet.problems):
             raise Reject("invalid_tlv", "; ".join(packet.problems))
         if command == "session_request":
@@ -205,7 +214,12 @@ class ReferenceHse(GuardedEndpoint):
         if session is None:
             raise Reject("unknown_session", f"no session {packet.session_id}", self._reaction("unknown_session"))
         if not (command == "session_start_confirmation" and packet.key_id == 0):
-            self.verify(session, packet, "cp", addr)
+            unchecked = (  # fault: a Terminate Request's MAC goes unchecked while a Manage Keys run is pending
+                self.behaviour.terminate_mac_unchecked_while_rekeying
+                and command == "session_terminate_request"
+                and session.pending is not None
+            )
+            self.verify(session, packet, "cp", addr, check_mac=not unchecked)
         handler = {
             "session_start_confirmation": self.on_start_confirmation,
             "manage_keys_request": self.on_manage_keys_request,
@@ -223,12 +237,12 @@ class ReferenceHse(GuardedEndpoint):
 
     # ---- protection --------------------------------------------------------------------------------
 
-    def verify(self, session: Session, packet: Any, plane: str, addr: tuple[str, int]) -> None:
+    def verify(self, session: Session, packet: Any, plane: str, addr: tuple[str, int], check_mac: bool = True) -> None:
         """Key ID, MAC and counter freshness of a received protected message. Only a message that passes may
         move the session's reply address: else one forged datagram would redirect the UE's traffic."""
         if packet.key_id != SESSION_KEY_ID:
             raise Reject("invalid_mac", f"Key ID {packet.key_id} is not the session's", self._reaction("invalid_mac"))
-        if self.behaviour.verifies_mac and not self.security.verify(packet, session.keys, UPLINK):
+        if check_mac and self.behaviour.verifies_mac and not self.security.verify(packet, session.keys, UPLINK):
             raise Reject("invalid_mac", "MAC does not verify", self._reaction("invalid_mac"))
         seen = session.ue_cp_counter if plane == "cp" else session.ue_up_counter
         checked = self.behaviour.checks_replay and (plane == "up" or self.behaviour.checks_cp_replay)

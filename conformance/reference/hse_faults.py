@@ -43,6 +43,8 @@ class HseBehaviour:
     resynchronises: bool = True  # AUTS in a Start Confirmation resynchronises the subscriber's SQN
     # -- procedures on a session (on_terminate_request) ---------------------------------------------------------
     ends_terminated_sessions: bool = True  # False: a Terminate Request is answered, and the session kept
+    # True: while a Manage Keys run is pending, a Terminate Request's MAC is not verified (on_control_plane)
+    terminate_mac_unchecked_while_rekeying: bool = False
     # -- AKA vectors and key derivation (SubscriberDb, _derivation_binding) -------------------------------------
     fresh_sqn: bool = True  # False: every vector reuses the subscriber's current SQN
     fresh_rand: bool = True  # False: every vector of a subscriber has the same RAND (its SQN still advances)
@@ -55,6 +57,7 @@ class HseBehaviour:
     # -- dying (handle, start_session; `die` logs the moment and closes or hangs the rest) ----------------------
     hangs_after_setup: bool = False  # after its first Session Start is sent, nothing is answered
     exits_on_malformed: bool = False  # the first datagram that does not decode as EMSDP closes the sockets
+    crashes_on_empty_ue_config: bool = False  # a Session Request whose UE config TLV is empty kills the endpoint
 
     def derivation_overrides(self, binding: Mapping[str, Any]) -> dict[str, Any]:
         """Binding parameters to override so the key hierarchy derives as this HSE does: a wrong derivation is a
@@ -107,6 +110,8 @@ FAULTS: dict[str, dict[str, Any]] = {
     "no_reject_on_unknown_command": {"unknown_command_reaction": "discard"},  # on_control_plane: dropped
     "session_id_zero": {"zero_session_id": True},  # start_session: Session ID 0
     "serves_terminated_session": {"ends_terminated_sessions": False},  # on_terminate_request: the session is kept
+    # on_control_plane: a Terminate Request's MAC is not verified while a Manage Keys run is pending (fuzz finds it)
+    "hse_skips_mac_on_terminate_after_manage_keys": {"terminate_mac_unchecked_while_rekeying": True},
     "answers_unknown_subscriber": {"refuses_unknown_subscribers": False},  # on_session_request: first subscriber
     # -- crypto --------------------------------------------------------------------------------------------------
     "wrong_fc": {"kint_fc_xor": 0x01},  # _derivation_binding: KInt's FC with its last bit flipped
@@ -126,6 +131,8 @@ FAULTS: dict[str, dict[str, Any]] = {
     # -- dead ----------------------------------------------------------------------------------------------------
     "hse_hangs_after_setup": {"hangs_after_setup": True},  # start_session: die, then send the Session Start
     "hse_exits_on_malformed": {"exits_on_malformed": True},  # handle: die on a datagram that is not EMSDP
+    # on_session_request: die (EMSDP only) on a UE config TLV of length 0 (fuzz finds it)
+    "hse_crashes_on_empty_ue_config": {"crashes_on_empty_ue_config": True},
 }
 
 CONFORMANT = HseBehaviour()

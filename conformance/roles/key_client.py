@@ -10,13 +10,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from conformance.keyserver.app import create_notification_app
 from conformance.keyserver.client import KeyServerClient
 from conformance.keyserver.server import KeyServer, server_ssl_context
-from conformance.keyserver.xml import UeKey
+from conformance.keyserver.xml import KeyServerXml, KeyServerXmlError, UeKey
 
 
 @dataclass(frozen=True)
@@ -156,3 +157,63 @@ def _says_enough(octets: bytes) -> bool:
     if octets[:1] and octets[0] in TLS_RECORD_TYPES:
         return len(octets) >= 7  # record header (5) and an alert's level and description
     return b"\r\n" in octets or (len(octets) >= 5 and not octets.startswith(b"HTTP/"))
+
+
+PATH_FIELDS = ("session", "ue_id", "key_id")  # the {placeholders} a raw request's path may hold
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """What one raw request got: the HTTP status and body, or the transport error that ended it without one."""
+
+    status: int | None
+    body: bytes
+    seconds: float
+    timeout: float  # the client's read timeout the answer was waited for
+    error: str | None = None  # no HTTP answer: why (a timeout, the connection closed or reset)
+    timed_out: bool = False
+
+
+def fill_path(path: str, values: Mapping[str, str]) -> str:
+    """`path` with each {session}, {ue_id}, {key_id} it names replaced by its value, percent-encoded (a path's
+    other characters are sent as they are)."""
+    for name in PATH_FIELDS:
+        if name in values:
+            path = path.replace(f"{{{name}}}", quote(values[name], safe=""))
+    return path
+
+
+def raw_request(
+    client: KeyServerClient, method: str, path: str, headers: Mapping[str, str] | None, body: bytes | None
+) -> RawAnswer:
+    """Send exactly this request (only httpx's defaults added: Host, Content-Length, ...) and return what came
+    back; never raises for what the server did (no answer, a timeout, a reset)."""
+    timeout = client.http.timeout.read or 0.0
+    start = time.perf_counter()
+    try:
+        url = client.http.base_url.copy_with(raw_path=path.encode("ascii", "replace"))  # '//x' is a path here
+        response = client.http.request(method, url, content=body, headers=dict(headers or {}))
+    except httpx.TimeoutException as exc:
+        return RawAnswer(None, b"", time.perf_counter() - start, timeout, f"{type(exc).__name__}: {exc}", True)
+    except (httpx.TransportError, OSError) as exc:
+        return RawAnswer(None, b"", time.perf_counter() - start, timeout, f"{type(exc).__name__}: {exc}")
+    return RawAnswer(response.status_code, response.content, time.perf_counter() - start, timeout)
+
+
+def answer_problem(answer: RawAnswer, xml: KeyServerXml, *, no_key: bool) -> tuple[str, str] | None:
+    """(oracle, what was seen) if the answer breaks one of the key server's robustness oracles: no_hang (no answer
+    within the reply timeout), no_5xx (a server error), no_key_when_refused (`no_key`: a 2xx UE key document).
+    None if it keeps them (a connection closed without an answer included: a refusal)."""
+    if answer.timed_out or answer.seconds > answer.timeout > 0:
+        return "no_hang", f"no answer within {answer.timeout:.1f}s ({answer.error or f'{answer.seconds:.1f}s'})"
+    if answer.status is None:
+        return None
+    if answer.status >= 500:
+        return "no_5xx", f"HTTP {answer.status}: {answer.body[:200]!r}"
+    if no_key and 200 <= answer.status < 300:
+        try:
+            doc = xml.parse_ue_key(answer.body)
+        except (KeyServerXmlError, ValueError):
+            return None
+        return "no_key_when_refused", f"HTTP {answer.status}: the key of UE {doc.ue_id!r} key id {doc.key_id.hex()}"
+    return None

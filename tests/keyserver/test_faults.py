@@ -241,6 +241,18 @@ def check_http_upgrade_accepted(ks, faulty):
     assert not plain.http, plain.describe()
 
 
+def check_keyserver_500_on_unknown_element(ks, faulty):
+    """A registration with an element the schema does not know: 500 from the faulty server (the fault only fuzzing
+    finds, tests/fuzz), a bad request from the conformant one; a valid registration registers either way."""
+    with ks.client(CLIENT_ID) as client:
+        head, _, tail = client.xml.registration(CLIENT_ID).rpartition(b"</")  # inside the root, after ClientId
+        body = head + b"<Extra/></" + tail
+        answer = client.request("POST", client.path("register"), content=body)
+        assert answer.status_code == (500 if faulty else STATUS["bad_request"][0]), answer.text
+    with ks.client(CLIENT_ID) as client:  # a new connection: after a 500 the server closes the one it had
+        assert client.register(CLIENT_ID)
+
+
 CHECKS = {name: globals()[f"check_{name}"] for name in KEYSERVER_FAULTS}
 
 

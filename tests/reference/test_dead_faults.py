@@ -33,6 +33,7 @@ DEAD = [
     "keyserver_closes_connections",
     "emse_never_answers",
     "ue_hangs_after_setup",  # its wire behaviour: tests/reference/test_reference_ue.py
+    "hse_crashes_on_empty_ue_config",  # only fuzzing finds it (tests/fuzz); its wire behaviour: test_hse_faults.py
 ]
 
 

@@ -554,6 +554,41 @@ def gone_after_a_malformed_datagram(server: HseServer) -> Seen:
     )
 
 
+# ---- faults only fuzzing finds (faults.yaml found_by; tests/fuzz shows fuzzing finds them) -------------------
+
+
+@scenario("hse_crashes_on_empty_ue_config")
+def dead_after_an_empty_ue_config(server: HseServer) -> Seen:
+    with ue_for(server, 1) as ue:
+        request = ue.build_session_request()
+        tlvs = [(t.tag, b"" if t.name == "ue_config" else t.value) for t in request.tlvs]
+        ue.send(ue.codec.cp("session_request", tlvs, key_id=0, counter=0, session_id=0))
+        answer = command_of(ue, ue.receive(timeout=SILENCE))
+    fresh = answer_to_fresh_request(server)
+    return seen(
+        symptom=fresh == "silence" and server.protocol.died_at is not None,
+        faithful=answer == "message_reject" and fresh == "session_start" and server.protocol.died_at is None,
+        evidence=f"an empty UE config got {answer}; then a new UE's Session Request: {fresh}",
+    )
+
+
+@scenario("hse_skips_mac_on_terminate_after_manage_keys")
+def forged_terminate_accepted_while_rekeying(server: HseServer) -> Seen:
+    with ue_for(server) as ue:
+        ue.start()
+        forged = ue.protected("session_terminate_request", [])
+        before = reply_to(ue, forged.with_mac(bytes([forged.mac[0] ^ 1]) + forged.mac[1:]))
+        ue.send_protected("manage_keys_request", [])
+        ue.expect("manage_keys_request")
+        forged = ue.protected("session_terminate_request", [])
+        during = reply_to(ue, forged.with_mac(bytes([forged.mac[0] ^ 1]) + forged.mac[1:]))
+    return seen(
+        symptom=before in (None, "message_reject") and during == "session_terminate_response",
+        faithful=before in (None, "message_reject") and during in (None, "message_reject"),
+        evidence=f"a forged Terminate Request got {before}; with Manage Keys pending, {during}",
+    )
+
+
 # ---- the tests -----------------------------------------------------------------------------------------
 
 

@@ -39,7 +39,7 @@ from conformance.engine.verbs.registry import verb
 from conformance.keyserver.client import KeyServerError
 from conformance.keyserver.xml import UeKey
 from conformance.roles.emks import Exchange
-from conformance.roles.key_client import KeyClient, plain_http_exchange
+from conformance.roles.key_client import KeyClient, answer_problem, fill_path, plain_http_exchange, raw_request
 
 KEY_CLIENT_ACTIONS = (
     "register",
@@ -53,6 +53,7 @@ KEY_CLIENT_ACTIONS = (
     "tls_only",
     "plain_http",
     "http_upgrade",
+    "request",
 )
 SESSION = "key_client.session"  # saved: the last session id registered; ".<identity>": each identity's
 FETCHED = "key_client.keys"  # saved: (identity, key id) -> the key each identity fetched
@@ -108,9 +109,18 @@ KEY_CLIENT_SCHEMA = step(
         status=binding_names("rest.status", plus=("refused",), title="status"),
         body=STRING,
         version=STRING,
+        method={"type": "string", "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", "description": "an HTTP method"},
+        path={"type": "string", "description": "a path; {session}, {ue_id} and {key_id} are filled in"},
+        headers={"type": "object", "additionalProperties": STRING, "title": "header field"},
+        body_hex={"type": "string", "pattern": "^([0-9a-fA-F]{2})*$", "description": "hexadecimal octets"},
+        pad={"type": "integer", "minimum": 0, "description": "octets of white space appended to the body"},
+        no_key=TRUE,
     ),
     rules=[
-        only_with(["register", "post_raw"], "body"),
+        only_with(["register", "post_raw", "request"], "body"),
+        only_with(["request"], "method", "path", "headers", "body_hex", "pad", "no_key"),
+        needs(["request"], "method", "path"),
+        not_with(["request"], "status"),
         _action_option("register", body=names("dtd_entity", title="register body")),
         _action_option("post_raw", body=names(*RAW_BODIES, title="post_raw body")),
         needs(["post_raw"], "body"),
@@ -120,10 +130,10 @@ KEY_CLIENT_SCHEMA = step(
         not_with([*_TLS_ACTIONS, *_PLAIN_ACTIONS], "certificate"),
         not_with([*_TLS_ACTIONS, *_PLAIN_ACTIONS, "expect_push"], "status"),
         when(["register"], {}, otherwise={"properties": {"with": {"properties": {"status": _NOT_REFUSED}}}}),
-        only_with([*_FETCHES, "expect_push"], "key"),
+        only_with([*_FETCHES, "expect_push", "request"], "key"),
         _action_option("expect_push", key=names("provisioned_new", title="pushed key")),
         only_with(_FETCHES, "ue_id", "distinct"),
-        only_with(["subscribe", *_FETCHES, "deregister"], "session_of"),
+        only_with(["subscribe", *_FETCHES, "deregister", "request"], "session_of"),
     ],
 )
 
@@ -136,14 +146,17 @@ def key_client(ctx: Context, args: dict[str, Any]) -> None:
     status), old_tls (a TLS handshake capped at `version`, TLSv1 or TLSv1.1, must be refused), tls_only (a
     handshake offering only `version`, TLSv1.2 or TLSv1.3, must complete), plain_http (the registration sent
     as plain HTTP to the key server's TLS port must get no HTTP answer), http_upgrade (a plain-HTTP request
-    asking to upgrade to TLS, RFC 2817, must get no HTTP answer either: 101 included).
+    asking to upgrade to TLS, RFC 2817, must get no HTTP answer either: 101 included), request (any request, as
+    the fuzzer writes its findings: `method`, `path`, `headers`, `body` or `body_hex`, `pad`; the answer must
+    come within the reply timeout and not be a server error; with `no_key`, it must not deliver a UE key).
     with: identity, certificate (own|none|foreign|<other identity>), session_of (use the session id this other
     identity registered, or `unissued`), key (session | next | old | bogus from the UE's session; or, towards an
     EMKS, provisioned_new (the run the provision trigger made) or {provisioned: N, expect: unknown,
     key_id: flipped|<hex>}: see `fetch_key`), ue_id, distinct,
     status (expected HTTP status list name from rest.status, for negative cases), body (register: dtd_entity,
     the client id comes from an internal DTD entity, which a key server must refuse rather than expand;
-    post_raw: malformed | schema_invalid | entity_bomb | oversized | oversized_chunked | wrong_content_type)."""
+    post_raw: malformed | schema_invalid | entity_bomb | oversized | oversized_chunked | wrong_content_type;
+    request: the body's text)."""
     options = dict(args.get("with") or {})
     action = args["_value"]
     identity = options.get("identity") or ctx.client_id
@@ -355,6 +368,37 @@ def _post_raw(ctx: Context, role: KeyClient, identity: str, options: dict[str, A
         raise CheckFailed(f"a {kind} body answered {status}", allowed, f"HTTP {response.status_code}")
 
 
+NO_5XX = "an answer other than a server error (5xx)"
+NO_HANG = "an answer within the reply timeout"
+NO_KEY = "no UE key for a request that must be refused"
+
+
+def _request(ctx: Context, role: KeyClient, identity: str, options: dict[str, Any]) -> None:
+    """Any request (the fuzzer's findings, conformance.fuzz.keyserver): `path` with {session} (the session id
+    `session_of` or this identity registered), {ue_id} and {key_id} (of `key`: session towards an HSE,
+    {provisioned: -1} towards an EMKS) filled in. The answer must come within the reply timeout and not be a
+    5xx; with `no_key`, it must not be a 2xx UE key document. A connection closed without an answer passes: a
+    server may refuse so (the proof of life that follows shows whether it still serves)."""
+    values: dict[str, str] = {}
+    path = str(options["path"])
+    if "{session}" in path:
+        values["session"] = _session(ctx, identity, options)
+    if "{ue_id}" in path or "{key_id}" in path:
+        default: Any = {"provisioned": -1} if ctx.profile.sut.kind == "emks" else "session"
+        ue_id, key_id, _ = _expected_key(ctx, options.get("key", default), identity)
+        values["ue_id"], values["key_id"] = ue_id, key_id.hex()
+    body = bytes.fromhex(options["body_hex"]) if "body_hex" in options else None
+    if "body" in options:
+        body = str(options["body"]).encode("utf-8")
+    if options.get("pad"):
+        body = (body or b"") + b" " * int(options["pad"])
+    answer = raw_request(role.client, str(options["method"]), fill_path(path, values), options.get("headers"), body)
+    problem = answer_problem(answer, role.client.xml, no_key=bool(options.get("no_key")))
+    if problem is not None:
+        expectation = {"no_5xx": NO_5XX, "no_hang": NO_HANG, "no_key_when_refused": NO_KEY}[problem[0]]
+        raise CheckFailed(expectation, expectation, problem[1])
+
+
 def _session(ctx: Context, identity: str | None = None, options: dict[str, Any] | None = None) -> str:
     """The session id to use: the one `session_of` registered if given (`unissued`: one nobody registered),
     else the identity's own, else the last one registered."""
@@ -484,4 +528,5 @@ _ACTIONS: dict[str, Callable[[Context, KeyClient, str, dict[str, Any]], None]] =
     "expect_push": _expect_push,
     "deregister": _deregister,
     "post_raw": _post_raw,
+    "request": _request,
 }
