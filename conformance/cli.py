@@ -722,12 +722,14 @@ def fuzz(
     interface: str,
     reports: str,
 ) -> None:
-    """Robustness testing of the SUT with Hypothesis (TS 33.117 4.2.2): stateful, structure-aware fuzzing of each
-    interface; every failure shrunk to a minimal sequence and written as a case, replayable with
-    `run --case-file`. Writes reports/fuzz-<timestamp>/: fuzz.json, findings/<interface>-<n>.yaml, pcaps/,
-    hypothesis-db/ (the same seed replays).
+    """Robustness testing of the SUT with Hypothesis (TS 33.117's fuzz testing): stateful, structure-aware fuzzing
+    of each interface; every failure shrunk to a minimal sequence and written as a case, replayable with
+    `run --case-file`. Writes the run folder reports/fuzz-<timestamp>/: report.html and compliance.json (their
+    robustness section), results.jsonl and pcaps/ (each finding replayed as its case), findings/<interface>-<n>.yaml,
+    fuzz.json, hypothesis-db/ (the same seed replays).
 
-    Exit code: 0 no finding, 1 findings, 2 bad input, 3 a harness error."""
+    Exit code: 0 no finding, 1 findings, 2 bad input, 3 not started (the SUT did not serve before fuzzing) or a
+    harness error."""
     import datetime
     from pathlib import Path
 
@@ -748,111 +750,38 @@ def fuzz(
     interfaces = ["emsdp", "key_server"] if interface == "all" else [interface]
     if "emsdp" in interfaces and profile.sut.kind != "hse":
         raise click.UsageError(f"--interface emsdp fuzzes an HSE; the profile's SUT is {profile.sut.kind}")
-    keyserver_fuzzer = None
-    if "key_server" in interfaces:
-        try:
-            from conformance.fuzz.keyserver import fuzz_key_server as keyserver_fuzzer
-        except ImportError as exc:
-            raise click.UsageError(f"--interface key_server: the key-server fuzzer is not available ({exc})") from None
     run_dir = Path(reports) / f"fuzz-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=False)
     console = _console(stderr=True)
-    code = _fuzz(profile, embedded, frozenset(faults), interfaces, examples, seconds, seed, run_dir, keyserver_fuzzer)
-    for line in code[1]:
-        console.print(line, highlight=False)
-    console.print(f"fuzz: {run_dir}/fuzz.json", highlight=False)
-    sys.exit(code[0])
-
-
-def _fuzz(
-    profile: Any,
-    embedded: bool,
-    faults: frozenset[str],
-    interfaces: list[str],
-    examples: int | None,
-    seconds: float | None,
-    seed: int,
-    run_dir: Any,
-    keyserver_fuzzer: Any,
-) -> tuple[int, list[str]]:
-    """Fuzz each interface into run_dir; (exit code, lines for the console)."""
     import contextlib
-    import logging
 
-    from conformance.fuzz.emsdp import REFERENCE_TIMEOUT, REFERENCE_WINDOW, Target, fuzz_emsdp
-    from conformance.fuzz.findings import write_findings, write_fuzz_json
-    from conformance.fuzz.replay import replay_finding
+    from conformance.fuzz.campaign import Budget
+    from conformance.fuzz.findings import FuzzSetupError
+    from conformance.run import fuzz_campaign
 
-    reports, lines = [], []
-    with contextlib.ExitStack() as outer:
-        certs = None
-        stack = contextlib.ExitStack()
-        outer.callback(lambda: stack.close())
-        if embedded:
-            import tempfile
-            from pathlib import Path
+    with contextlib.suppress(ImportError):  # Hypothesis's own files go into the run folder, not the user's cwd
+        from hypothesis.configuration import set_hypothesis_home_dir
 
-            from conformance.embedded import embedded_reference
-            from conformance.keyserver.certs import CertificateDirectory
-            from conformance.reference.death import DEATH_LOGGER
-
-            deaths = logging.getLogger(DEATH_LOGGER)  # a crash found is a finding, not console noise
-            deaths.propagate = False
-            deaths.addHandler(logging.NullHandler())
-            certs = CertificateDirectory(Path(outer.enter_context(tempfile.TemporaryDirectory())) / "certs")
-
-        def start() -> Any:
-            nonlocal stack
-            stack.close()
-            stack = contextlib.ExitStack()
-            running, _ = stack.enter_context(embedded_reference(profile, faults, certs=certs))
-            return running
-
-        sut = start() if embedded else profile
-        for interface in interfaces:
-            database = run_dir / "hypothesis-db" / interface
-            if interface == "emsdp":
-                target = Target(
-                    sut,
-                    restart=start if embedded else None,
-                    window=REFERENCE_WINDOW if embedded else None,
-                    timeout=REFERENCE_TIMEOUT if embedded else None,
-                )
-                report = fuzz_emsdp(
-                    target,
-                    **({"examples": examples} if examples else {}),
-                    seconds=seconds,
-                    seed=seed,
-                    database=database,
-                    replay=_replayer(target, run_dir, certs, replay_finding),
-                )
-                sut = target.profile  # restarted after a crash: the SUT of the moment
-            else:
-                report = keyserver_fuzzer(
-                    sut,
-                    **({"examples": examples} if examples else {}),
-                    seconds=seconds,
-                    seed=seed,
-                    database=database,
-                    out=run_dir,
-                    certs=certs,
-                )
-            reports.append(report)
-            write_findings(run_dir, report.findings, sut.sut.kind)
-            rate = report.examples / report.seconds if report.seconds else 0.0
-            lines.append(
-                f"{interface}: {report.examples} examples in {report.seconds:.1f} s ({rate:.1f}/s), seed {seed}: "
-                f"{len(report.findings)} finding(s)"
-            )
-            lines += [f"  {f.oracle}: {f.summary}" for f in report.findings]
-        write_fuzz_json(run_dir, reports, profile=str(profile.path) if getattr(profile, "path", None) else None)
-    return (EXIT_FAIL if any(r.findings for r in reports) else EXIT_PASS), lines
-
-
-def _replayer(target: Any, run_dir: Any, certs: Any, replay_finding: Any) -> Any:
-    """Replay each finding, numbered as findings/ numbers them, against the target's SUT of the moment."""
-    numbers = iter(range(1, 1_000_000))
-    return lambda finding: replay_finding(finding, next(numbers), target.profile, run_dir, certs=certs)[0]
+        set_hypothesis_home_dir(str(run_dir / "hypothesis-db"))
+    budget = Budget(examples, seconds, seed)
+    try:
+        found = fuzz_campaign(
+            profile, run_dir, interfaces, budget, embedded=embedded, faults=frozenset(faults), profile_file=profile_path
+        )
+    except FuzzSetupError as exc:
+        console.print(f"fuzz: not started: {exc}", highlight=False)
+        sys.exit(EXIT_HARNESS)
+    for report in found:
+        console.print(
+            f"{report.interface}: {report.examples} examples in {report.seconds:.1f} s "
+            f"({report.examples_per_second:.1f}/s), seed {seed}: {len(report.findings)} finding(s)"
+            + (f", {len(report.unconfirmed)} not reproduced" if report.unconfirmed else ""),
+            highlight=False,
+        )
+        for finding in report.findings:
+            console.print(f"  {finding.oracle}: {finding.summary}", highlight=False)
+    console.print(f"fuzz: {run_dir}/report.html, compliance.json, fuzz.json, findings/", highlight=False)
+    sys.exit(EXIT_FAIL if any(r.findings for r in found) else EXIT_PASS)
 
 
 def _run_all(options: Any) -> None:

@@ -8,7 +8,7 @@ import contextlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conformance.engine.peers import Peers, harness_peers
 from conformance.keyserver.certs import CertificateDirectory
@@ -19,6 +19,9 @@ from conformance.reference.services import (
     ReferenceHseService,
     ReferenceUeService,
 )
+
+if TYPE_CHECKING:
+    from conformance.fuzz.campaign import Sut
 
 
 @contextlib.contextmanager
@@ -73,3 +76,32 @@ def embedded_reference(
         embedded.peers = peers
         embedded.died_at = lambda: reference.died_at  # the selftest's: which cases ran against a dead SUT
         yield embedded, certs
+
+
+@contextlib.contextmanager
+def restartable_reference(profile: LoadedProfile, faults: frozenset[str]) -> Iterator[Sut]:
+    """The reference SUT the profile describes, embedded, restartable after a crash (a fuzz campaign's SUT: so a
+    crash shrinks like any finding); its deaths are the campaign's findings, not console noise."""
+    import logging
+
+    from conformance.fuzz.campaign import Sut
+    from conformance.reference.death import DEATH_LOGGER
+
+    deaths = logging.getLogger(DEATH_LOGGER)
+    propagate, deaths.propagate = deaths.propagate, False
+    stack = contextlib.ExitStack()
+    with tempfile.TemporaryDirectory() as folder:
+        certs = CertificateDirectory(Path(folder) / "certs")
+
+        def start() -> LoadedProfile:
+            nonlocal stack
+            stack.close()
+            stack = contextlib.ExitStack()
+            running, _ = stack.enter_context(embedded_reference(profile, faults, certs=certs))
+            return running
+
+        try:
+            yield Sut(start(), restart=start, certs=certs, reference=True)
+        finally:
+            stack.close()
+            deaths.propagate = propagate

@@ -66,6 +66,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "for every reply timeout (default 5; 0: never stop)",
     )
     group.addoption(
+        "--best-fuzz",
+        choices=["emsdp", "key_server", "all"],
+        metavar="INTERFACE",
+        help="after the cases, fuzz the SUT's interface (emsdp, key_server or all) with best-conformance fuzz; the "
+        "findings join the run folder (robustness in compliance.json and report.html)",
+    )
+    group.addoption("--best-fuzz-examples", type=int, metavar="N", help="with --best-fuzz: examples per interface")
+    group.addoption("--best-fuzz-time", type=float, metavar="S", help="with --best-fuzz: or seconds per interface")
+    group.addoption("--best-fuzz-seed", type=int, default=0, metavar="S", help="with --best-fuzz: the seed (0)")
+    group.addoption(
         "--best-reveal-secrets",
         action="store_true",
         help="write K, OPc and derived keys in clear into the run's outputs (default: masked)",
@@ -117,6 +127,7 @@ class RunState:
         self.baseline: Any = None  # expected failures (conformance.baseline), with --best-baseline
         self.unanswered: list[str] = []  # reasons of the cases in a row that got no answer from the SUT
         self.stopped: str | None = None  # why the run stopped early: the remaining cases are not run
+        self.fuzz_problem: str | None = None  # --best-fuzz could not start (the SUT did not serve)
         self._stack = contextlib.ExitStack()
         self.started = datetime.datetime.now(datetime.UTC)
 
@@ -170,8 +181,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None:
         return
+    controller = not hasattr(session.config, "workerinput")
+    if controller and session.config.getoption("--best-fuzz"):
+        _fuzz(session.config, state)  # while the SUT the cases ran against still runs
     state.close()
-    if not hasattr(session.config, "workerinput"):  # the controller (or a plain run) writes the reports
+    if controller:  # the controller (or a plain run) writes the reports
         if state.baseline is not None:
             from conformance.baseline import finish_run
 
@@ -186,8 +200,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         compliance = state.run_dir / "compliance.json"
         terminalreporter.section("best-conformance")
         if compliance.exists():
-            found = json.loads(compliance.read_text(encoding="utf-8"))["decision"]
+            doc = json.loads(compliance.read_text(encoding="utf-8"))
+            found = doc["decision"]
             terminalreporter.write_line(f"decision: {found['outcome'].upper()}: {found.get('reason', '')}")
+            for entry in doc.get("robustness") or []:
+                terminalreporter.write_line(
+                    f"robustness ({entry['requirement']}): {entry['interface']} {entry['verdict']}: "
+                    f"{len(entry['findings'])} finding(s) in {entry['examples']} examples, seed {entry['seed']}"
+                )
+        if state.fuzz_problem:
+            terminalreporter.write_line(state.fuzz_problem)
         terminalreporter.write_line(f"run folder: {state.run_dir}")
     if state is not None and state.baseline is not None and (state.run_dir / "baseline.json").exists():
         from conformance.baseline import summary_lines
@@ -195,6 +217,24 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.section("baseline")
         for line in summary_lines(json.loads((state.run_dir / "baseline.json").read_text(encoding="utf-8"))):
             terminalreporter.write_line(line)
+
+
+def _fuzz(config: pytest.Config, state: RunState) -> None:
+    """--best-fuzz: the fuzz campaign against the run's SUT, into the run folder (conformance/fuzz/campaign.py).
+    An embedded reference is not restarted after a crash here: such a finding is reported as found, unshrunk."""
+    from conformance.fuzz.campaign import INTERFACES, Budget, Sut, fuzz_interfaces
+    from conformance.fuzz.findings import FuzzSetupError
+
+    option = config.getoption
+    chosen = option("--best-fuzz")
+    interfaces = list(INTERFACES) if chosen == "all" else [chosen]
+    budget = Budget(option("--best-fuzz-examples"), option("--best-fuzz-time"), option("--best-fuzz-seed"))
+    state.run_dir.mkdir(parents=True, exist_ok=True)
+    sut = Sut(state.profile, certs=state.certs, reference=bool(option("--best-reference")))
+    try:
+        fuzz_interfaces(sut, interfaces, state.run_dir, budget)
+    except FuzzSetupError as exc:
+        state.fuzz_problem = f"fuzzing not started: {exc}"
 
 
 def _write_compliance(config: pytest.Config, state: RunState) -> None:

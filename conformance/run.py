@@ -15,13 +15,18 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from conformance.engine.results import load_results
 from conformance.exit_codes import EXIT_FAIL, EXIT_HARNESS, EXIT_PASS, EXIT_USAGE
 from conformance.requirements.ledger import SUT_KINDS
+
+if TYPE_CHECKING:
+    from conformance.fuzz.campaign import Budget
+    from conformance.fuzz.findings import FuzzReport
+    from conformance.profile import LoadedProfile
 
 
 class RunError(ValueError):
@@ -292,3 +297,41 @@ def _decision(run_dir: Path) -> dict[str, Any] | None:
         return json.loads((run_dir / "compliance.json").read_text(encoding="utf-8"))["decision"]
     except (OSError, ValueError, KeyError):
         return None
+
+
+def fuzz_campaign(
+    profile: LoadedProfile,
+    run_dir: Path,
+    interfaces: list[str],
+    budget: Budget,
+    *,
+    embedded: bool,
+    faults: frozenset[str] = frozenset(),
+    profile_file: str | Path | None = None,
+) -> list[FuzzReport]:
+    """`best-conformance fuzz`: the campaign into run_dir, then compliance.json (decision: no finding) and
+    report.html."""
+    from conformance.embedded import restartable_reference
+    from conformance.fuzz.campaign import Sut, fuzz_interfaces
+    from conformance.report.compliance import write_compliance
+    from conformance.report.html import write_report
+
+    started = datetime.datetime.now(datetime.UTC)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "results.jsonl").touch()
+    with contextlib.ExitStack() as stack:
+        sut = stack.enter_context(restartable_reference(profile, faults)) if embedded else Sut(profile)
+        reports = fuzz_interfaces(sut, interfaces, run_dir, budget)
+    write_compliance(
+        run_dir,
+        profile,
+        started=started,
+        finished=datetime.datetime.now(datetime.UTC),
+        reference=embedded,
+        faults=faults,
+        suite_files=sorted((run_dir / "findings").glob("*.yaml")),
+        profile_file=profile_file,
+        mode="fuzz",
+    )
+    write_report(run_dir)
+    return reports

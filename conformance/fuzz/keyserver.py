@@ -49,7 +49,7 @@ from conformance.engine.model import STEP_KEYS
 from conformance.engine.results import CheckFailed, Inconclusive, NotApplicable, NotRun
 from conformance.engine.verbs import VERBS
 from conformance.engine.verbs.key_client import NO_5XX, NO_HANG, NO_KEY
-from conformance.fuzz.findings import Finding, FuzzReport
+from conformance.fuzz.findings import Finding, FuzzReport, FuzzSetupError
 from conformance.keyserver.certs import CertificateDirectory
 from conformance.keyserver.schema import keyserver_schema
 from conformance.profile import LoadedProfile
@@ -65,10 +65,6 @@ SUMMARIES = {
     "no_key_when_refused": "the key server hands out a UE key to {what}, which it must refuse",
     "still_serves": "after {what}, the key server no longer serves a registration and a key fetch",
 }
-
-
-class FuzzSetupError(ValueError):
-    """The profile cannot be fuzzed (no key server, no key to fetch): one line naming what is missing."""
 
 
 # ---- the requests -----------------------------------------------------------------------------------------
@@ -222,8 +218,9 @@ BAD_VALUES = st.one_of(
     st.integers(60_000, 70_000).map(lambda n: "f" * n),  # a huge value, about the body size limit
     st.text(SAFE_TEXT, max_size=40),
 )
+NEAR_MISS = "{known}2"  # an element name one character off a known one (the schema's, read at run time)
 ELEMENT_NAMES = st.one_of(
-    st.sampled_from(["Extra", "x", "ClientId2", "Unknown"]),
+    st.sampled_from(["Extra", "x", NEAR_MISS, "Unknown"]),
     st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,20}", fullmatch=True),
 )
 SHORT_TEXT = st.text(SAFE_TEXT, max_size=20)
@@ -285,8 +282,9 @@ def node_mutation(draw: st.DrawFn) -> Mutation:
         root = original.copy()
         if kind == "unknown_element":
             ns = {"same": root.ns, "other": OTHER_NS, "none": None}[where]
-            root.children.insert(index % (len(root.children) + 1), Node(ns, name, text))
-            return root, f"an unknown element {name} in namespace {ns or 'none'}"
+            new = name.format(known=_target(root, index).name) if name == NEAR_MISS else name
+            root.children.insert(index % (len(root.children) + 1), Node(ns, new, text))
+            return root, f"an unknown element {new} in namespace {ns or 'none'}"
         if kind == "missing_element" and root.children:
             gone = root.children.pop(index % len(root.children))
             return root, f"no {gone.name}"
@@ -308,8 +306,8 @@ def node_mutation(draw: st.DrawFn) -> Mutation:
             root.ns = namespace
             return root, f"the root in namespace {namespace or 'none'}"
         if kind == "other_root":
-            root.name = root_name
-            return root, f"the root named {root_name}"
+            root.name = root_name.format(known=root.name) if root_name == NEAR_MISS else root_name
+            return root, f"the root named {root.name}"
         if kind == "cdata":
             target.cdata = True
             return root, f"{target.name} in CDATA"
@@ -676,8 +674,9 @@ class KeyServerFuzzer:
                 self.failures[oracle] = (kept, outcome)
         return kept
 
-    def finding(self, n: int, oracle: str, seed: int) -> Finding:
-        """The recorded minimal example as a Finding, replayed once more on a fresh context for its evidence."""
+    def finding(self, n: int, oracle: str, seed: int) -> tuple[Finding, bool]:
+        """The recorded minimal example as a Finding, replayed once more on a fresh context for its evidence; and
+        whether the replay broke the same oracle again (else it is not reported as a finding)."""
         self.minimise(self.failures[oracle][0], oracle)
         requests, outcome = self.failures[oracle]
         replayed, ctx = self.replay(requests, f"{INTERFACE}-{n}")
@@ -702,9 +701,10 @@ class KeyServerFuzzer:
             ctx.close()
         culprit = outcome.request or (requests[-1] if requests else None)
         what = culprit.describe() if culprit else "the requests"
-        return Finding(
+        finding = Finding(
             INTERFACE, oracle, SUMMARIES[oracle].format(what=what), self.steps(requests), str(evidence), seed
         )
+        return finding, replayed is not None and replayed.oracle == oracle
 
     def close(self) -> None:
         with _quietly():
@@ -768,7 +768,13 @@ def fuzz_key_server(
             harness = group.subgroup(lambda exc: not isinstance(exc, _Failed | BaseExceptionGroup))
             if harness is not None:
                 raise harness from None
-        findings = [fuzzer.finding(n, oracle, seed) for n, oracle in enumerate(sorted(fuzzer.failures), 1)]
+        findings, unconfirmed = [], []
+        for oracle in sorted(fuzzer.failures):
+            finding, reproduced = fuzzer.finding(len(findings) + 1, oracle, seed)
+            if reproduced:
+                findings.append(finding)
+            else:  # seen once, not again on a fresh context: not a claim to make (the evidence file stays)
+                unconfirmed.append(f"{oracle}: {finding.summary}")
     finally:
         fuzzer.close()
-    return FuzzReport(INTERFACE, fuzzer.examples, time.monotonic() - start, seed, findings)
+    return FuzzReport(INTERFACE, fuzzer.examples, time.monotonic() - start, seed, findings, unconfirmed=unconfirmed)

@@ -84,11 +84,14 @@ def write_compliance(
     reveal_secrets: bool = False,
     suite_files: Iterable[str | Path] | None = None,
     profile_file: str | Path | None = None,
+    mode: str = "conformance",
 ) -> Path | None:
     """Write RUN_DIR/compliance.json and traces/<CASE>.json from results.jsonl; None when no case ran.
 
     suite_files: the case files of the run (default: the shipped suite of the profile's SUT kind); profile_file:
-    the profile as given (default: the file the profile was loaded from, if any). Masked runs
+    the profile as given (default: the file the profile was loaded from, if any). A fuzz.json in the run folder
+    (best-conformance fuzz, or --best-fuzz) becomes the `robustness` section; mode "fuzz" (a fuzz campaign) is
+    decided on its findings (FUZZ_DECISION_RULE) instead of the suite's shall cases. Masked runs
     keep no DTLS key log: each is listed with its sha256 and `withheld`, and removed from the run folder.
     """
     run_dir = Path(run_dir)
@@ -119,12 +122,19 @@ def write_compliance(
             "reference": bool(reference),
             "faults": sorted(set(faults)),
             "secrets": "revealed" if reveal_secrets else "masked",
+            "mode": mode,
         },
         "decision": decision(results, cases, loaded.unreadable, applies=_applies_to(profile)),
         "totals": dict(sorted(Counter(r["verdict"] for r in results).items())),
         "requirements": _requirements(ledger, results, cases, profile.sut.kind),
         "cases": [_case(r, cases.get(r["case"]), run_dir, reveal_secrets) for r in results],
     }
+    robustness = _robustness(run_dir)
+    if robustness is not None:
+        doc["robustness"] = robustness
+        _robustness_verdicts(doc["requirements"], robustness)
+        if mode == "fuzz":
+            doc["decision"] = fuzz_decision(robustness, doc["decision"])
     if not reveal_secrets:  # the results are masked already; this catches the profile's own secrets anywhere
         doc = profile_secrets(profile).scrub(doc)
     out = run_dir / COMPLIANCE
@@ -275,6 +285,82 @@ def _reason(
     parts += [f"{len(errors)} case(s) ended in a harness error"] if errors else []
     parts += [f"{len(unreadable)} result line(s) unreadable"] if unreadable else []
     return "; ".join(parts)
+
+
+def _robustness(run_dir: Path) -> list[dict[str, Any]] | None:
+    """fuzz.json as the `robustness` section: per interface its verdict, budget and findings, each finding with
+    its case file and evidence (sha256, relative paths); None when the run fuzzed nothing."""
+    if not (run_dir / "fuzz.json").is_file():
+        return None
+    entries = []
+    for report in json.loads((run_dir / "fuzz.json").read_text(encoding="utf-8")).get("interfaces", []):
+        findings = []
+        for finding in report["findings"]:
+            evidence = run_dir / finding["pcap"] if finding.get("pcap") else None
+            findings.append(
+                {
+                    "case": finding["case"],
+                    "oracle": finding["oracle"],
+                    "summary": finding["summary"],
+                    "file": _file(run_dir / finding["file"], run_dir),
+                    "evidence": _file(evidence, run_dir) if evidence is not None and evidence.is_file() else None,
+                }
+            )
+        entries.append(
+            {
+                "interface": report["interface"],
+                "requirement": report["requirement"],
+                "verdict": "warn" if findings else "pass",
+                "examples": report["examples"],
+                "seconds": round(report["seconds"], 3),
+                "examples_per_second": report["examples_per_second"],
+                "seed": report["seed"],
+                "found_after": report.get("found_after"),
+                "database": f"hypothesis-db/{report['interface']}",
+                "findings": findings,
+                "unconfirmed": list(report.get("unconfirmed") or []),
+            }
+        )
+    return entries
+
+
+def _file(path: Path, run_dir: Path) -> dict[str, str]:
+    return {"path": path.resolve().relative_to(run_dir.resolve()).as_posix(), "sha256": file_sha256(path)}
+
+
+def _robustness_verdicts(requirements: list[dict[str, Any]], robustness: list[dict[str, Any]]) -> None:
+    """The robustness requirements fuzzing checked: tested, with the fuzz verdict and the findings' cases."""
+    fuzzed = {entry["requirement"]: entry for entry in robustness}
+    for requirement in requirements:
+        entry = fuzzed.get(requirement["id"])
+        if entry is not None:
+            requirement.update(
+                status="tested",
+                untested=None,
+                verdict=worst([entry["verdict"], *([requirement["verdict"]] if requirement["verdict"] else [])]),
+                cases=sorted({*requirement["cases"], *(f["case"] for f in entry["findings"])}),
+            )
+
+
+FUZZ_DECISION_RULE = "pass when no interface fuzzed gave a finding (an oracle failure that reproduced)"
+
+
+def fuzz_decision(robustness: list[dict[str, Any]], cases: dict[str, Any]) -> dict[str, Any]:
+    """A fuzz campaign's decision: its findings, not a suite's shall cases (it ran none). `cases`: the decision
+    over the findings' replays, whose harness errors and unreadable lines still count."""
+    found = [f"{len(e['findings'])} finding(s) on {e['interface']}" for e in robustness if e["findings"]]
+    outcome = "fail" if found or cases["errors"] or cases.get("unreadable") else "pass"
+    reason = "; ".join(found) if found else f"no finding in {sum(e['examples'] for e in robustness)} examples"
+    if cases["errors"]:
+        reason += f"; {len(cases['errors'])} replay(s) ended in a harness error"
+    return {
+        **cases,
+        "rule": FUZZ_DECISION_RULE,
+        "outcome": outcome,
+        "reason": reason,
+        "failed_shall": [],
+        "not_run": [],
+    }
 
 
 def _applies_to(profile: Any) -> Callable[[Any], bool]:

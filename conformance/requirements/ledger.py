@@ -35,6 +35,7 @@ REASONS = {
     "needs_pics": "a case needs a PICS or PIXIT item the SUT profile does not have yet",
     "binding_unknown": "rests on a value the specifications leave open: a case would only check the binding",
     "not_covered": "testable with what the harness has, but no case checks it yet: a hole in the suites",
+    "run_mode": "checked by a run mode, not by a case: best-conformance fuzz (its verdict joins compliance.json)",
 }
 # The SUT kinds a requirement may concern: those the harness tests, and entities it does not (yet).
 CONCERNS = (*SUT_KINDS, "hss")

@@ -5,12 +5,11 @@ conformant reference gives no finding; the mutations are the binding's."""
 from __future__ import annotations
 
 import contextlib
-import logging
 from pathlib import Path
 
 import pytest
 
-from conformance.embedded import embedded_reference
+from conformance.embedded import restartable_reference
 from conformance.emsdp.codec import Codec
 from conformance.faults import BY_NAME
 from conformance.fuzz.emsdp import (
@@ -24,38 +23,18 @@ from conformance.fuzz.emsdp import (
     mutate,
 )
 from conformance.fuzz.replay import replay_finding
-from conformance.keyserver.certs import CertificateDirectory
 from conformance.profile import load_profile
-from conformance.reference.death import DEATH_LOGGER
 
 PROFILE = load_profile(Path(__file__).resolve().parents[2] / "profiles" / "reference-hse.yaml")
 CRASH = "hse_crashes_on_empty_ue_config"
 SKIPPED_MAC = "hse_skips_mac_on_terminate_after_manage_keys"
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return CertificateDirectory(tmp_path_factory.mktemp("certs"))
-
-
 @contextlib.contextmanager
-def reference(certs, *faults: str):
+def reference(*faults: str):
     """A Target on an embedded reference HSE with these faults, restarted after a crash (as `fuzz --reference`)."""
-    stack = contextlib.ExitStack()
-    logger = logging.getLogger(DEATH_LOGGER)
-    propagate, logger.propagate = logger.propagate, False
-
-    def start():
-        nonlocal stack
-        stack.close()
-        stack = contextlib.ExitStack()
-        return stack.enter_context(embedded_reference(PROFILE, frozenset(faults), certs=certs))[0]
-
-    try:
-        yield Target(start(), restart=start, window=REFERENCE_WINDOW, timeout=REFERENCE_TIMEOUT)
-    finally:
-        stack.close()
-        logger.propagate = propagate
+    with restartable_reference(PROFILE, frozenset(faults)) as sut:
+        yield Target(sut.profile, restart=sut.restart, window=REFERENCE_WINDOW, timeout=REFERENCE_TIMEOUT)
 
 
 def test_the_fuzz_faults_are_catalogued_as_found_by_fuzzing_only():
@@ -63,8 +42,8 @@ def test_the_fuzz_faults_are_catalogued_as_found_by_fuzzing_only():
     assert BY_NAME[SKIPPED_MAC].found_by == ("emsdp",) and not BY_NAME[SKIPPED_MAC].dead
 
 
-def test_a_mac_skipped_on_terminate_while_rekeying_is_found_and_shrunk(certs, tmp_path):
-    with reference(certs, SKIPPED_MAC) as target:
+def test_a_mac_skipped_on_terminate_while_rekeying_is_found_and_shrunk(tmp_path):
+    with reference(SKIPPED_MAC) as target:
         report = fuzz_emsdp(target, seed=0, database=tmp_path / "db")
     assert report.examples and report.seed == 0 and len(report.findings) == 1, report
     finding = report.findings[0]
@@ -78,21 +57,21 @@ def test_a_mac_skipped_on_terminate_while_rekeying_is_found_and_shrunk(certs, tm
 
 
 @pytest.mark.slow
-def test_the_same_seed_gives_the_same_finding(certs, tmp_path):
+def test_the_same_seed_gives_the_same_finding(tmp_path):
     runs = []
     for _ in range(2):
-        with reference(certs, SKIPPED_MAC) as target:
+        with reference(SKIPPED_MAC) as target:
             runs.append(fuzz_emsdp(target, seed=3, database=None).findings)
     assert runs[0] == runs[1] and runs[0]
 
 
-def test_a_crash_on_an_empty_ue_config_is_found_shrunk_and_replays(certs, tmp_path):
-    with reference(certs, CRASH) as target:
+def test_a_crash_on_an_empty_ue_config_is_found_shrunk_and_replays(tmp_path):
+    with reference(CRASH) as target:
         report = fuzz_emsdp(
             target,
             seed=1,
             database=tmp_path / "db",
-            replay=lambda f: replay_finding(f, 1, target.profile, tmp_path, certs=certs)[0],
+            replay=lambda f: replay_finding(f, 1, target.profile, tmp_path).pcap,
         )
         assert len(report.findings) == 1, report
         finding = report.findings[0]
@@ -104,26 +83,26 @@ def test_a_crash_on_an_empty_ue_config_is_found_shrunk_and_replays(certs, tmp_pa
         assert any(t.name == "ue_config" and t.length == 0 for t in message.tlvs)  # the minimal trigger
         assert finding.pcap and Path(finding.pcap).is_file()  # the evidence: the shrunk case replayed
         target.ensure_alive()
-        _, verdict = replay_finding(finding, 2, target.profile, tmp_path, certs=certs)
-    assert verdict.startswith("warn"), verdict  # the case (level should) fails its proof of life
+        replayed = replay_finding(finding, 2, target.profile, tmp_path)
+    assert replayed.verdict.value == "warn", replayed.reason  # the case (level should) fails its proof of life
 
 
-def test_the_conformant_reference_gives_no_finding_over_the_default_budget(certs, tmp_path):
-    with reference(certs) as target:
+def test_the_conformant_reference_gives_no_finding_over_the_default_budget(tmp_path):
+    with reference() as target:
         report = fuzz_emsdp(target, seed=0, database=tmp_path / "db")
     assert report.findings == [] and report.examples >= DEFAULT_EXAMPLES and report.found_after is None
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
-def test_the_conformant_reference_gives_no_finding_over_a_longer_budget(certs, tmp_path, seed):
-    with reference(certs) as target:
+def test_the_conformant_reference_gives_no_finding_over_a_longer_budget(tmp_path, seed):
+    with reference() as target:
         report = fuzz_emsdp(target, examples=4 * DEFAULT_EXAMPLES, seed=seed, database=None)
     assert report.findings == []
 
 
-def test_a_time_budget_stops_new_examples(certs):
-    with reference(certs) as target:
+def test_a_time_budget_stops_new_examples():
+    with reference() as target:
         report = fuzz_emsdp(target, seconds=1.0, seed=0)
     assert report.findings == [] and report.examples >= 25 and report.seconds < 10
 

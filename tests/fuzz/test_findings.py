@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -48,7 +47,7 @@ def test_a_finding_is_written_as_one_case_that_lints(tmp_path):
     assert [p.name for p in paths] == ["emsdp-1.yaml", "emsdp-2.yaml"]
     case = yaml.safe_load(paths[0].read_text(encoding="utf-8"))
     assert case["id"] == "FUZZ-EMSDP-001" and case["title"] == FORGED.summary
-    assert case["refs"] == ["TS 33.117 4.2.2"] and case["requirements"] == ["POL-ROB-001"]
+    assert case["refs"] == ["TS 33.117"] and case["requirements"] == ["POL-ROB-003"]
     assert case["level"] == "should" and case["applies"] == {"sut": "hse"} and case["negative"] is True
     assert case["steps"] == FORGED.steps
     assert yaml.safe_load(paths[1].read_text(encoding="utf-8"))["negative"] is False  # a crash: a proof of life
@@ -127,23 +126,3 @@ def test_the_conformant_reference_exits_0_with_a_run_folder(tmp_path, monkeypatc
     (folder,) = tmp_path.glob("fuzz-*")
     (report,) = read_fuzz_json(folder / "fuzz.json")
     assert report.interface == "emsdp" and report.seed == 3 and report.examples >= 5 and report.findings == []
-
-
-@pytest.mark.slow
-def test_a_finding_exits_1_and_replays_with_run_case_file(tmp_path, monkeypatch):
-    import subprocess
-
-    root = Path(__file__).resolve().parents[2]
-    monkeypatch.chdir(root)
-    fault = "hse_skips_mac_on_terminate_after_manage_keys"
-    result = CliRunner().invoke(cli, ["fuzz", "--fault", fault, "--reports", str(tmp_path)])
-    assert result.exit_code == 1, result.output
-    (folder,) = tmp_path.glob("fuzz-*")
-    finding = folder / "findings" / "emsdp-1.yaml"
-    assert finding.is_file() and (folder / "pcaps" / "FUZZ-EMSDP-001.pcap").is_file()
-    assert (folder / "hypothesis-db").is_dir()
-    base = [sys.executable, "-m", "conformance.cli", "run", "--case-file", str(finding), "--reports", str(tmp_path)]
-    faulty = subprocess.run([*base, "--fault", fault], capture_output=True, text=True, timeout=120, cwd=root)
-    assert "1 case: 1 warn" in faulty.stderr, faulty.stderr
-    conformant = subprocess.run(base, capture_output=True, text=True, timeout=120, cwd=root)
-    assert "1 case: 1 pass" in conformant.stderr, conformant.stderr

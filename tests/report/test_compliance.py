@@ -38,6 +38,7 @@ def test_a_conformant_run_writes_a_schema_valid_record_whose_decision_is_pass(ru
         "reference": True,
         "faults": [],
         "secrets": "masked",
+        "mode": "conformance",
     }
     assert doc["run"]["started"] <= doc["run"]["finished"]
     assert doc["totals"] == dict(Counter(c["verdict"] for c in doc["cases"]))
