@@ -81,14 +81,19 @@ def embedded_reference(
 @contextlib.contextmanager
 def restartable_reference(profile: LoadedProfile, faults: frozenset[str]) -> Iterator[Sut]:
     """The reference SUT the profile describes, embedded, restartable after a crash (a fuzz campaign's SUT: so a
-    crash shrinks like any finding); its deaths are the campaign's findings, not console noise."""
+    crash shrinks like any finding); its deaths and its 500s' tracebacks are the campaign's findings, not console
+    noise."""
     import logging
 
     from conformance.fuzz.campaign import Sut
     from conformance.reference.death import DEATH_LOGGER
 
-    deaths = logging.getLogger(DEATH_LOGGER)
-    propagate, deaths.propagate = deaths.propagate, False
+    quiet = logging.NullHandler()  # without a handler of its own, a logger that does not propagate prints anyway
+    loggers = [logging.getLogger(DEATH_LOGGER), logging.getLogger("uvicorn.error")]  # a crash, a 500's traceback
+    propagating = [logger.propagate for logger in loggers]
+    for logger in loggers:
+        logger.propagate = False
+        logger.addHandler(quiet)
     stack = contextlib.ExitStack()
     with tempfile.TemporaryDirectory() as folder:
         certs = CertificateDirectory(Path(folder) / "certs")
@@ -104,4 +109,6 @@ def restartable_reference(profile: LoadedProfile, faults: frozenset[str]) -> Ite
             yield Sut(start(), restart=start, certs=certs, reference=True)
         finally:
             stack.close()
-            deaths.propagate = propagate
+            for logger, propagate in zip(loggers, propagating, strict=True):
+                logger.propagate = propagate
+                logger.removeHandler(quiet)

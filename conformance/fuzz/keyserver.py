@@ -582,6 +582,8 @@ class KeyServerFuzzer:
         self.failures: dict[str, tuple[list[Request], Outcome]] = {}
         self.examples = 0
         self.dead = False
+        self.started = time.monotonic()
+        self.found_after: dict[str, float] | None = None  # examples and seconds when a failure was first seen
 
     def context(self, name: str) -> Context:
         pcap = self.out / "pcaps" / f"{name}.pcap"
@@ -644,6 +646,8 @@ class KeyServerFuzzer:
         if outcome is None:
             return
         self.dead = self.dead or outcome.oracle == "still_serves"
+        if self.found_after is None:
+            self.found_after = {"examples": self.examples, "seconds": round(time.monotonic() - self.started, 3)}
         self.failures[outcome.oracle] = (list(requests), outcome)  # the last is Hypothesis's shrunk one
         raise _FAILURES[outcome.oracle](outcome.message)
 
@@ -777,4 +781,13 @@ def fuzz_key_server(
                 unconfirmed.append(f"{oracle}: {finding.summary}")
     finally:
         fuzzer.close()
-    return FuzzReport(INTERFACE, fuzzer.examples, time.monotonic() - start, seed, findings, unconfirmed=unconfirmed)
+    found_after = fuzzer.found_after if findings else None
+    return FuzzReport(
+        INTERFACE,
+        fuzzer.examples,
+        time.monotonic() - start,
+        seed,
+        findings,
+        found_after=found_after,
+        unconfirmed=unconfirmed,
+    )
