@@ -1229,5 +1229,10 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+from conformance.load.command import load  # noqa: E402  (appended: `best-conformance load`, issue 18)
+
+cli.add_command(load)
+
+
 if __name__ == "__main__":
     main()

@@ -22,6 +22,8 @@ from conformance.yaml_lines import LineLoader
 
 INTERFACES = ("emsdp", "key_server", "dtls")  # what a dead fault can kill: HSE/UE UDP, HTTPS key server, EMSE DTLS
 FUZZ_INTERFACES = ("emsdp", "key_server")  # what `best-conformance fuzz` fuzzes (found_by)
+LOAD = "load"  # found_by: `best-conformance load` finds it (a fault that shows only under concurrent sessions)
+FINDERS = (*FUZZ_INTERFACES, LOAD)  # what found_by may list
 COMPONENTS = ("hse", "keyserver", "emse", "ue")
 LAYERS = ("codec", "protocol", "crypto", "keyserver", "dead")
 CATALOGUE_FILE = "faults.yaml"
@@ -43,9 +45,17 @@ class Fault:
     # the should/may requirement the fault breaks, and why: a warning is then the right verdict, so a should/may
     # case that warns catches it. Empty: the fault breaks a shall requirement and needs a fail.
     warn_suffices: str = ""
-    # The interfaces `best-conformance fuzz` finds this fault on (some of FUZZ_INTERFACES): a fault no case is
-    # meant to catch, only fuzzing. The selftest does not run it (selftest.kind_faults); caught_by may be empty.
+    # The interfaces `best-conformance fuzz` finds this fault on (some of FUZZ_INTERFACES), or LOAD: `best-conformance
+    # load` finds it (it shows only with concurrent sessions). A fault no case is meant to catch, only fuzzing or
+    # load. The selftest does not run it (selftest.kind_faults); caught_by may be empty.
     found_by: tuple[str, ...] = ()
+
+    @property
+    def finder(self) -> str | None:
+        """The command that finds a fault no case is meant to catch: `best-conformance load` or `... fuzz`."""
+        if not self.found_by:
+            return None
+        return "best-conformance load" if LOAD in self.found_by else "best-conformance fuzz"
 
 
 class CatalogueError(ValueError):
@@ -53,7 +63,7 @@ class CatalogueError(ValueError):
 
 
 _FIELDS = {"name", "component", "layer", "description", "dead", "caught_by", "warn_suffices", "found_by"}
-_REQUIRED = ("name", "component", "layer", "description")  # and caught_by, unless found_by says fuzzing finds it
+_REQUIRED = ("name", "component", "layer", "description")  # and caught_by, unless found_by says fuzz or load finds it
 
 
 def _names(value: Any) -> bool:
@@ -87,14 +97,16 @@ def _fault(entry: Any, where: str) -> Fault:
         raise CatalogueError(f"{where}: a fault of layer dead, and only such a fault, lists the interfaces it kills")
     found_by = entry.get("found_by", [])
     if found_by != [] and not (
-        _names(found_by) and set(found_by) <= set(FUZZ_INTERFACES) and len(set(found_by)) == len(found_by)
+        _names(found_by) and set(found_by) <= set(FINDERS) and len(set(found_by)) == len(found_by)
     ):
         raise CatalogueError(
             f"{where}: found_by {found_by!r} must list distinct interfaces fuzzing finds it on: "
-            f"{', '.join(FUZZ_INTERFACES)}"
+            f"{', '.join(FUZZ_INTERFACES)}; or {LOAD} (a load run finds it)"
         )
     if "caught_by" not in entry and not found_by:
-        raise CatalogueError(f"{where}: missing field(s) caught_by (or found_by, for a fault only fuzzing finds)")
+        raise CatalogueError(
+            f"{where}: missing field(s) caught_by (or found_by, for a fault only fuzzing or a load run finds)"
+        )
     caught_by = entry.get("caught_by", {})
     if isinstance(caught_by, dict):
         caught_by = {k: v for k, v in caught_by.items() if k != "__line__"}

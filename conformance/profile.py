@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
 
 from conformance.binding import Binding, BindingError, load_binding
 from conformance.faults import UnknownFault, parse_faults
@@ -162,6 +171,61 @@ class Subscriber(Strict):
         return self
 
 
+def _long_enough(secret: bytes) -> bytes:
+    if len(secret) < 16:
+        raise ValueError(f"expected at least 16 octets as hex (32 hex digits), got {len(secret)} octets")
+    return secret
+
+
+LabSecret = Annotated[bytes, _hex(None), AfterValidator(_long_enough), _AS_HEX]
+RANGE_RULES = {
+    "hmac-sha256": "K = the first 16 octets of HMAC-SHA-256(secret, 'K' || IMSI), OPc = the first 16 octets of "
+    "HMAC-SHA-256(secret, 'OPc' || IMSI); the label and the IMSI's digits as ASCII, no separator",
+}
+
+
+class SubscriberRange(Strict):
+    """`count` subscribers with consecutive IMSIs from `first_imsi` (same number of digits), each with its own K
+    and OPc derived from the lab secret by `rule` (RANGE_RULES), so that a SUT can be provisioned with thousands
+    of subscribers from one line and a load test never shares SQN state between users
+    (conformance.subscriber_ranges). The other fields are shared by every subscriber of the range."""
+
+    first_imsi: Digits
+    count: int = Field(ge=1, description="how many subscribers: IMSIs first_imsi, first_imsi + 1, ...")
+    rule: Literal["hmac-sha256"] = Field(description="how each subscriber's K and OPc come from the secret")
+    secret: LabSecret = Field(
+        description="the lab secret (at least 16 octets as hex) the rule derives every K and OPc from; a secret "
+        "like K, masked in every output"
+    )
+    sqn: Sqn = bytes(6)
+    amf: Amf = bytes.fromhex("8000")
+    key_agreements: list[str] = ["umts", "5g_aka"]
+    services: list[str] = ["key_agreement_only", "up_integrity", "up_confidential"]
+    modes: list[str] = ["ue_to_hse", "ue_to_eas"]
+    eas_ids: list[str] = []
+    rands: list[Key128] = []  # AKA runs an EMKS holds for every subscriber of the range, oldest first
+
+    @model_validator(mode="after")
+    def _fits(self) -> SubscriberRange:
+        digits = len(self.first_imsi)
+        if int(self.first_imsi) + self.count > 10**digits:
+            room = 10**digits - int(self.first_imsi)
+            raise ValueError(
+                f"count: {self.count} IMSIs from {self.first_imsi} do not fit in {digits} digits; at most {room}"
+            )
+        return self
+
+    @property
+    def last_imsi(self) -> str:
+        return str(int(self.first_imsi) + self.count - 1).zfill(len(self.first_imsi))
+
+    def holds(self, imsi: str) -> bool:
+        """Whether `imsi` is one of the range's (same number of digits, within first_imsi .. last_imsi)."""
+        return (
+            len(imsi) == len(self.first_imsi) and imsi.isdigit() and 0 <= int(imsi) - int(self.first_imsi) < self.count
+        )
+
+
 class HomeNetworkKey(Strict):
     id: int = Field(ge=0, le=255)
     profile: Literal["A", "B"]
@@ -196,6 +260,11 @@ class Pixit(Strict):
     """Test data and tolerances the harness needs to run against this SUT."""
 
     subscribers: list[Subscriber] = Field(min_length=1)
+    subscriber_ranges: list[SubscriberRange] = Field(
+        [],
+        description="many subscribers in a few lines (IMSI range, K and OPc derived from a lab secret): what a load "
+        "test draws distinct subscribers from. The conformance suites use `subscribers`",
+    )
     home_network_keys: list[HomeNetworkKey] = []
     serving_network_name: str = "5G:mnc001.mcc001.3gppnetwork.org"
     serving_network_id: PlmnId | None = Field(
@@ -227,6 +296,25 @@ class Pixit(Strict):
         "uplink user data ({data} in hex), ask for new keys or terminate its session. Cases needing a trigger the "
         "PIXIT lacks are not run",
     )
+
+    @model_validator(mode="after")
+    def _ranges_apart(self) -> Pixit:
+        """An IMSI has one K: ranges must not overlap each other or a listed subscriber."""
+        for i, rng in enumerate(self.subscriber_ranges):
+            span = f"{rng.first_imsi} .. {rng.last_imsi}"
+            for j, sub in enumerate(self.subscribers):
+                if rng.holds(sub.imsi):
+                    raise ValueError(
+                        f"subscriber_ranges[{i}]: IMSI {sub.imsi} of pixit.subscribers[{j}] falls inside the range "
+                        f"({span}); move the range or the subscriber (an IMSI has one K)"
+                    )
+            for j, other in enumerate(self.subscriber_ranges[:i]):
+                if rng.holds(other.first_imsi) or other.holds(rng.first_imsi):
+                    raise ValueError(
+                        f"subscriber_ranges[{i}] ({span}) overlaps subscriber_ranges[{j}] "
+                        f"({other.first_imsi} .. {other.last_imsi}); make them disjoint (an IMSI has one K)"
+                    )
+        return self
 
 
 class Reference(Strict):
@@ -412,8 +500,10 @@ def _check_against_binding(data: dict[str, Any], binding: Binding) -> list[str]:
         "key_agreements": set(binding.section("keys.root_by_key_agreement")),
     }
     pixit = data.get("pixit") if isinstance(data.get("pixit"), dict) else {}
-    subscribers = pixit.get("subscribers") if isinstance(pixit.get("subscribers"), list) else []
-    places = [("pics", data.get("pics"))] + [(f"pixit.subscribers[{i}]", s) for i, s in enumerate(subscribers)]
+    places = [("pics", data.get("pics"))]
+    for group in ("subscribers", "subscriber_ranges"):
+        holders = pixit.get(group) if isinstance(pixit.get(group), list) else []
+        places += [(f"pixit.{group}[{i}]", s) for i, s in enumerate(holders)]
     problems = []
     for where, holder in places:
         if not isinstance(holder, dict):
@@ -440,7 +530,7 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out or "(top)"
 
 
-SECRET_FIELDS = {"k", "op", "opc", "private_key", "key"}
+SECRET_FIELDS = {"k", "op", "opc", "private_key", "key", "secret"}
 
 
 def _message(error: dict[str, Any]) -> str:

@@ -180,11 +180,15 @@ def plan(kinds: Iterable[str] = (), faults: Iterable[str] = (), patterns: Iterab
     kinds = kinds or available
     by_kind = {k: [f for f in kind_faults(k) if not chosen or f in chosen] for k in kinds}
     orphans = sorted(chosen - {f for fs in by_kind.values() for f in fs})
-    fuzzed = [f for f in orphans if BY_NAME[f].found_by]
-    if fuzzed:
+    elsewhere = [BY_NAME[f] for f in orphans if BY_NAME[f].found_by]
+    if elsewhere:
+        fault = elsewhere[0]
+        how = "a load run" if fault.finder == "best-conformance load" else "fuzzing"
+        profile = {"keyserver": "reference-emks.yaml"}.get(fault.component, "reference-hse.yaml")
+        extra = " -k 2" if how == "a load run" else ""
         raise SelftestError(
-            f"--fault {fuzzed[0]}: only fuzzing finds it (faults.yaml found_by); try "
-            f"`best-conformance fuzz --reference --fault {fuzzed[0]}`"
+            f"--fault {fault.name}: only {how} finds it (faults.yaml found_by); try "
+            f"`{fault.finder} --profile profiles/{profile} --reference --fault {fault.name}{extra}`"
         )
     if orphans:
         component = BY_NAME[orphans[0]].component

@@ -16,7 +16,7 @@ import conformance
 PACKAGE = Path(conformance.__file__).parent
 FOUNDATIONS = {"binding", "crypto", "capture", "exit_codes", "yaml_lines", "suites"}  # import nothing of ours
 # may start references, import anything
-ENTRY_POINTS = {"cli", "pytest_plugin", "run", "selftest", "embedded", "forked_serve"}
+ENTRY_POINTS = {"cli", "pytest_plugin", "run", "selftest", "embedded", "forked_serve", "load"}  # load serves references
 
 # room -> the rooms it may import (conformance's own __init__, the version, is open to all)
 MAY_IMPORT: dict[str, set[str]] = {
@@ -28,9 +28,12 @@ MAY_IMPORT: dict[str, set[str]] = {
     "keyserver": {"crypto"},
     "requirements": {"binding", "yaml_lines"},
     "profile": {"binding", "faults"},
+    # the subscribers of pixit.subscriber_ranges, computed: shared by the reference SUTs and the load users
+    "subscriber_ranges": {"profile"},
     "roles": {"binding", "capture", "crypto", "dtls", "emsdp", "keyserver"},
     # a SUT: what it is built of, never the harness's engine or roles
-    "reference": {"binding", "capture", "crypto", "dtls", "emsdp", "keyserver", "profile", "faults"},
+    "reference": {"binding", "capture", "crypto", "dtls", "emsdp", "keyserver", "profile", "faults"}
+    | {"subscriber_ranges"},
     "engine": {"binding", "capture", "crypto", "dtls", "emsdp", "keyserver", "masking", "profile", "requirements"}
     | {"roles", "yaml_lines"},
     "report": {"binding", "crypto", "engine", "masking", "requirements"},

@@ -155,3 +155,79 @@ def test_a_non_hex_key_is_called_not_hex_and_never_shown():
     (problem,) = caught.value.problems
     assert problem.startswith("pixit.subscribers[0].k: ") and "not hex" in problem
     assert K[2:] not in problem and "zz" not in problem
+
+
+# -- pixit.subscriber_ranges ----------------------------------------------------------------------------------------
+
+SECRET = "000102030405060708090a0b0c0d0e0f"  # the published test secret of the reference profiles
+
+
+def ranged(*ranges, subscribers=None):
+    pixit = {"subscribers": subscribers or [{"imsi": "001010123456789", "k": K, "opc": K}]}
+    pixit["subscriber_ranges"] = [{"rule": "hmac-sha256", "secret": SECRET, **r} for r in ranges]
+    return minimal(pixit=pixit)
+
+
+def test_a_subscriber_is_derived_by_the_stated_rule():
+    """K and OPc as `openssl dgst -sha256 -mac HMAC -macopt hexkey:SECRET` gives them for "K001010100000000" and
+    "OPc001010100000000" (first 16 octets), computed outside the harness."""
+    from conformance.subscriber_ranges import find, subscriber_at
+
+    profile = load_profile(ranged({"first_imsi": "001010100000000", "count": 100000, "eas_ids": ["eas.example.com"]}))
+    (rng,) = profile.pixit.subscriber_ranges
+    first = subscriber_at(rng, 0)
+    assert first.imsi == "001010100000000" and first.op is None and first.eas_ids == ["eas.example.com"]
+    assert first.k.hex() == "5e3da707d722c464adf1dcab484f454e"
+    assert first.opc.hex() == "66b0aa96575c85589ed211c2e406738b"
+    last = find(profile.pixit.subscriber_ranges, "001010100099999")
+    assert last == subscriber_at(rng, 99999) and last.k.hex() == "093c71d0cf373db5ed7ac5b2bb5393f0"
+    assert find(profile.pixit.subscriber_ranges, "001010100100000") is None
+    with pytest.raises(IndexError):
+        subscriber_at(rng, 100000)
+
+
+def test_a_million_subscribers_load_at_once():
+    import time
+
+    from conformance.subscriber_ranges import find
+
+    start = time.perf_counter()
+    profile = load_profile(ranged({"first_imsi": "001010200000000", "count": 1_000_000}))
+    assert find(profile.pixit.subscriber_ranges, "001010200999999").imsi == "001010200999999"
+    assert time.perf_counter() - start < 0.5
+
+
+def test_a_wrong_range_names_the_field_and_the_fix_and_never_the_secret():
+    bad = ranged(
+        {"first_imsi": "001010123456700", "count": 100},  # holds the listed subscriber
+        {"first_imsi": "001010123456750", "count": 10},  # overlaps the first range
+        {"first_imsi": "999999999999990", "count": 20},  # runs past 15 digits
+        {"first_imsi": "001010300000000", "count": 1, "secret": "0011", "services": ["up_fast"]},
+        {"first_imsi": "001010400000000", "count": 1, "secret": "secret-zz" + SECRET, "rule": "sha1"},
+    )
+    with pytest.raises(ProfileError) as err:
+        load_profile(bad)
+    text = str(err.value)
+    for expected in (
+        "pixit.subscriber_ranges[2]: count: 20 IMSIs from 999999999999990 do not fit in 15 digits; at most 10",
+        "pixit.subscriber_ranges[3].secret: expected at least 16 octets as hex (32 hex digits), got 2 octets",
+        "pixit.subscriber_ranges[3].services[0]: 'up_fast' is not one of",
+        "pixit.subscriber_ranges[4].rule: Input should be 'hmac-sha256'",
+        "pixit.subscriber_ranges[4].secret: expected octets as hex",
+    ):
+        assert expected in text, expected
+    assert "secret-zz" not in text and SECRET not in text and "not shown: a secret" in text
+    with pytest.raises(ProfileError, match=r"IMSI 001010123456789 of pixit.subscribers\[0\] falls inside the range"):
+        load_profile(ranged({"first_imsi": "001010123456700", "count": 100}))
+    with pytest.raises(ProfileError, match=r"subscriber_ranges\[1\] .* overlaps subscriber_ranges\[0\].*disjoint"):
+        load_profile(
+            ranged({"first_imsi": "001010100000000", "count": 100}, {"first_imsi": "001010100000050", "count": 1})
+        )
+
+
+def test_the_range_secret_is_masked_like_k():
+    from conformance.masking import profile_secrets
+
+    profile = load_profile(PROFILES / "reference-emks.yaml")
+    dumped = profile.pixit.model_dump(mode="json")
+    assert SECRET in str(dumped) and SECRET not in str(profile_secrets(profile).scrub(dumped))

@@ -72,9 +72,10 @@ def provisioned_new(ctx: Any, emse_id: str) -> tuple[str, bytes, bytes]:
     return ctx.profile.pixit.subscribers[0].imsi, keys["key_id"], keys["e2m_key"]
 
 
-def e2m_keys(ctx: Any, rand: bytes, emse_id: str) -> dict[str, bytes]:
-    """key_id, e2m_int_key and e2m_key of the first PIXIT subscriber's AKA run with this RAND, for one EMSE."""
-    subscriber = ctx.profile.pixit.subscribers[0]
+def e2m_keys(ctx: Any, rand: bytes, emse_id: str, subscriber: Any = None) -> dict[str, bytes]:
+    """key_id, e2m_int_key and e2m_key of a subscriber's AKA run with this RAND, for one EMSE; the first PIXIT
+    subscriber's unless another is given (a load user's ranged subscriber: only ctx.binding is read then)."""
+    subscriber = subscriber or ctx.profile.pixit.subscribers[0]
     _res, ck, ik, _ak = Milenage(subscriber.k, subscriber.opc or compute_opc(subscriber.k, subscriber.op)).f2345(rand)
     hierarchy = KeyHierarchy.from_binding(ctx.binding)
     agreement = hierarchy.provisioning_agreement

@@ -12,7 +12,8 @@ The reference SUT's key-server faults (conformance/faults.py) are switched on by
 `client_cert_not_required` (TLS, in server.py), `keyserver_closes_connections`, `plain_http_answered` and
 `http_upgrade_accepted` (each connection, in server.py, which reads them from the app's faults) and
 `past_keys_not_kept` (in the store). `keyserver_500_on_unknown_element` is the one no case catches: the fuzzer
-(conformance.fuzz.keyserver) does.
+(conformance.fuzz.keyserver) does. `keyserver_drops_above_rate` no case catches either (a case sends a few requests
+a second): a load run (conformance.load.keyserver_users) does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import secrets
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -42,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 UNKNOWN_ELEMENT_500 = "keyserver_500_on_unknown_element"  # fault: only fuzzing finds it (issue 17)
+DROPS_ABOVE_RATE = "keyserver_drops_above_rate"  # fault: only a load run finds it (issue 18)
+RATE_LIMIT = 50  # requests per second the faulty key server serves; the rest of each second is answered 503
 
 
 @dataclass
@@ -133,10 +137,25 @@ class KeyServerState:
         self.bodies = BodyRules(binding)
         self.registrations: dict[str, _Session] = {}
         self._lock = threading.Lock()  # notify_all may be driven from another thread
+        self._window = (0, 0)  # fault keyserver_drops_above_rate: (the current second, requests in it)
+
+    def _overloaded(self) -> None:
+        """Fault keyserver_drops_above_rate: past RATE_LIMIT requests in one second of the clock, each further
+        request of that second is answered 503, as a key server sized below its load sheds it."""
+        if DROPS_ABOVE_RATE not in self.faults:
+            return
+        second = int(time.monotonic())
+        with self._lock:
+            start, count = self._window
+            count = count + 1 if start == second else 1
+            self._window = (second, count)
+        if count > RATE_LIMIT:
+            raise HTTPException(HTTPStatus.SERVICE_UNAVAILABLE, f"over {RATE_LIMIT} requests this second")
 
     # -- routes -----------------------------------------------------------------------------------------
 
     async def register(self, request: Request) -> Response:
+        self._overloaded()
         body = await self.bodies.read(request)
         if UNKNOWN_ELEMENT_500 in self.faults:
             self._fields_by_name(body)
@@ -159,6 +178,7 @@ class KeyServerState:
         )
 
     async def deregister(self, request: Request) -> Response:
+        self._overloaded()
         session_id, _ = self._owned(request)
         if "session_not_deleted" not in self.faults:
             with self._lock:
@@ -166,6 +186,7 @@ class KeyServerState:
         return Response(status_code=self.bodies.status("deregistered"))
 
     async def ue_key(self, request: Request) -> Response:
+        self._overloaded()
         _, registration = self._owned(request)
         ue_id = request.path_params["ue_id"]
         key_id = self._key_id(request.path_params["key_id"])

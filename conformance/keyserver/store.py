@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from conformance.crypto.keys import KeyHierarchy, derive, key_identifier
@@ -57,14 +57,36 @@ class EmksStore:
         self._id_hash = binding["keys.key_identifier.hash"]
         self.kept = 1 if "past_keys_not_kept" in set(faults) else binding["rest.past_keys_kept"]
         self._keys: dict[str, deque[tuple[bytes, bytes, bytes]]] = {}  # ue_id -> (key_id, e2m_int_key, rand)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a lazy provisioning provisions under it
+        self._lazily: Callable[[str], Any | None] = lambda _ue_id: None
+
+    def provision_lazily(self, subscriber_of: Callable[[str], Any | None]) -> EmksStore:
+        """Subscribers not provisioned up front (`pixit.subscriber_ranges`): the first time a UE id is asked for,
+        `subscriber_of(ue_id)` gives its PIXIT subscriber, or None, and its `rands` are provisioned then, oldest
+        first. A million ranged UEs then cost nothing until used; returns the store."""
+        self._lazily = subscriber_of
+        return self
+
+    def _entries(self, ue_id: str) -> deque[tuple[bytes, bytes, bytes]] | None:
+        """The UE's runs, provisioning a ranged UE on first use; call with the lock held."""
+        entries = self._keys.get(ue_id)
+        if entries is None:
+            subscriber = self._lazily(ue_id)
+            if subscriber is not None:
+                self._keys[ue_id] = entries = deque(maxlen=self.kept)
+                for rand in subscriber.rands:
+                    self.provision_subscriber(subscriber, rand)
+        return entries
 
     def provision(self, ue_id: str, ck: bytes, ik: bytes, rand: bytes) -> bytes:
         """Store the e2m_int_key of one AKA run (as the HSS would push it) and return its key identifier."""
         e2m_int_key = derive(self._int_spec, ck + ik, {"rand": rand}).value
         key_id = key_identifier(self._id_scheme, self._id_bits, rand=rand, key=e2m_int_key, hash_name=self._id_hash)
         with self._lock:
-            self._keys.setdefault(ue_id, deque(maxlen=self.kept)).append((key_id, e2m_int_key, rand))
+            entries = self._entries(ue_id)
+            if entries is None:
+                self._keys[ue_id] = entries = deque(maxlen=self.kept)
+            entries.append((key_id, e2m_int_key, rand))
         return key_id
 
     def provision_from_aka(self, ue_id: str, k: bytes, opc: bytes, rand: bytes) -> bytes:
@@ -87,7 +109,7 @@ class EmksStore:
 
     def lookup(self, client_id: str, ue_id: str, key_id: bytes) -> bytes | None:
         with self._lock:
-            entries = list(self._keys.get(ue_id, ()))
+            entries = list(self._entries(ue_id) or ())
         for stored_id, e2m_int_key, rand in reversed(entries):  # newest first if two RANDs share their LSBs
             if stored_id == key_id:
                 return self._e2m_key(client_id, stored_id, e2m_int_key, rand)
@@ -95,7 +117,7 @@ class EmksStore:
 
     def latest(self, client_id: str, ue_id: str) -> tuple[bytes, bytes] | None:
         with self._lock:
-            entries = self._keys.get(ue_id)
+            entries = self._entries(ue_id)
             newest = entries[-1] if entries else None
         if newest is None:
             return None

@@ -27,7 +27,9 @@ What it does where TS 33.163 is silent is the binding's assumption, and beyond t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +55,8 @@ from conformance.reference.subscribers import SubscriberDb, SubscriberState, Unk
 
 log = logging.getLogger("best-conformance.hse")
 
+RECEIVE_BUFFER = 8 << 20  # octets of UDP receive buffer the HSE asks for (HseServer._opened)
+CONCURRENT_SETUP = 0.002  # s: a session set up this recently, nothing verified from its UE since, is in setup
 SESSION_KEY_ID = 1  # the key set a Session Start establishes (3-bit Key ID; 0 = no keys, TS 33.163 6.2.2)
 HSE_FAULTS = frozenset(f.name for f in CATALOGUE if f.component == "hse")
 
@@ -130,6 +134,7 @@ class ReferenceHse(GuardedEndpoint):
         self.alt_transport: asyncio.DatagramTransport | None = None  # reply_from_wrong_port
         self.errors = 0
         self._next_session = 1
+        self.shared_up_counter = 0  # fault hse_shared_counter_between_sessions: the one downlink UP counter
         self.key_published: Callable[[str, str], None] | None = None  # (EAS id, UE id): push the new key
         eas = profile.reference.eas_user_plane
         self.eas_user_plane = (eas.host, eas.port) if eas and eas.port else None
@@ -345,6 +350,11 @@ class ReferenceHse(GuardedEndpoint):
         if session_id is None:
             session_id = 0 if self.behaviour.zero_session_id else self._allocate_session_id()
         keys = self._derive(vector, agreement, eas_id, snn)
+        crossed = self._in_setup(subscriber) if self.behaviour.crosses_concurrent_setups else None
+        if crossed is not None:  # fault: the vector slot still holds the other setup's vector, and its keys
+            vector, keys = crossed.vector, crossed.keys
+        if self.behaviour.shares_downlink_counter:  # fault: the one counter is "initialised" for this session
+            self.shared_up_counter = 0
         session = Session(
             session_id,
             addr,
@@ -370,6 +380,19 @@ class ReferenceHse(GuardedEndpoint):
             self._transmit(reply, addr)
             return
         self.send(reply, addr)
+
+    def _in_setup(self, subscriber: SubscriberState) -> Session | None:
+        """Another subscriber's session in setup now: its Session Start sent under CONCURRENT_SETUP s ago and
+        nothing verified from its UE since (what the fault hse_crossed_keys_under_concurrency crosses with)."""
+        now = time.monotonic()
+        return next(
+            (
+                s
+                for s in reversed(self.sessions.values())
+                if s.subscriber is not subscriber and not s.confirmed and now - s.last_activity < CONCURRENT_SETUP
+            ),
+            None,
+        )
 
     def _allocate_session_id(self) -> int:
         limit = 1 << self.layout.field_bits["session_id"]
@@ -575,6 +598,8 @@ class ReferenceHse(GuardedEndpoint):
     def echo(self, session: Session, data: bytes) -> None:
         """The reference application behind the HSE echoes every UP message back, protected downlink."""
         counter = session.hse_up_counter = session.hse_up_counter + 1
+        if self.behaviour.shares_downlink_counter:  # fault: the counter of every session, not this one's
+            counter = self.shared_up_counter = self.shared_up_counter + 1
         message = self.security.protected_up(
             data,
             session.keys,
@@ -614,6 +639,12 @@ class HseServer(EndpointThread):
         super().__init__(ReferenceHse(profile, faults), (host, default_port if port is None else port), "reference-hse")
 
     async def _opened(self) -> None:
+        # a server of many UEs sizes its receive buffer for bursts: with the default (some 200 KB) a few hundred
+        # UEs sending at once overflow it, and the drops look like an HSE that does not answer (the kernel caps
+        # the size at net.core.rmem_max)
+        sock = self.protocol.transport.get_extra_info("socket")  # type: ignore[union-attr]
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         if self.protocol.behaviour.reply_from_other_port:
             alt, _ = await self._loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=(self._bind[0], 0))
             self.protocol.alt_transport = alt

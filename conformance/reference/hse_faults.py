@@ -54,6 +54,9 @@ class HseBehaviour:
     algorithm_key_take: str | None = None  # which bits ALGORITHM_KEYS keep instead of the binding's (e.g. msb)
     eps_root: str | None = None  # the key EPS AKA roots the BEST keys in instead of the binding's KASME (e.g. ck_ik)
     eap_aka_prime_fc_of_5g_aka: bool = False  # KHSE after EAP-AKA' derived with 5G AKA's FC (0x63), not 0x64
+    # -- concurrency: what shows only with sessions overlapping (start_session, echo; found by a load run) --------
+    crosses_concurrent_setups: bool = False  # a new session takes the vector and keys of another session in setup
+    shares_downlink_counter: bool = False  # one downlink UP counter for all sessions, set back to 0 at each setup
     # -- dying (handle, start_session; `die` logs the moment and closes or hangs the rest) ----------------------
     hangs_after_setup: bool = False  # after its first Session Start is sent, nothing is answered
     exits_on_malformed: bool = False  # the first datagram that does not decode as EMSDP closes the sockets
@@ -128,6 +131,11 @@ FAULTS: dict[str, dict[str, Any]] = {
     "key_id_reused": {"new_key_id_per_agreement": False},  # _publish_eas_key: the subscriber's first key identifier
     "eps_keys_from_ck_ik": {"eps_root": "ck_ik"},  # _derivation_binding: EPS AKA's keys rooted in CK‖IK, not KASME
     "eap_aka_prime_khse_fc_0x63": {"eap_aka_prime_fc_of_5g_aka": True},  # _derivation_binding: FC 0x63 after EAP-AKA'
+    # -- concurrency (found by best-conformance load) -------------------------------------------------------------
+    # start_session: a session set up while another subscriber's is in setup gets that one's vector and keys
+    "hse_crossed_keys_under_concurrency": {"crosses_concurrent_setups": True},
+    # start_session, echo: the downlink UP counter is one for all sessions, set back to 0 at each setup
+    "hse_shared_counter_between_sessions": {"shares_downlink_counter": True},
     # -- dead ----------------------------------------------------------------------------------------------------
     "hse_hangs_after_setup": {"hangs_after_setup": True},  # start_session: die, then send the Session Start
     "hse_exits_on_malformed": {"exits_on_malformed": True},  # handle: die on a datagram that is not EMSDP

@@ -26,6 +26,7 @@ from conformance.profile import LoadedProfile
 from conformance.reference.death import log_death
 from conformance.reference.hse import HseServer
 from conformance.reference.ue import UeClient
+from conformance.subscriber_ranges import find
 
 
 def _split(faults: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
@@ -134,7 +135,8 @@ class ReferenceHseService:
 
 class ReferenceEmksService:
     """The reference EMKS: the key server with e2m_int_keys provisioned from the profile's subscribers
-    (one per RAND listed, oldest first), as the HSS would push them (seed 002)."""
+    (one per RAND listed, oldest first), as the HSS would push them (seed 002); a ranged subscriber's on the
+    first request for its UE id."""
 
     def __init__(
         self,
@@ -148,7 +150,12 @@ class ReferenceEmksService:
         self.profile = profile
         self.certs = certs or certificates(profile)
         binding = profile.binding
-        self.store = EmksStore(binding, faults=keyserver_faults).provision_subscribers(profile.pixit.subscribers)
+        ranges = profile.pixit.subscriber_ranges
+        self.store = (
+            EmksStore(binding, faults=keyserver_faults)
+            .provision_subscribers(profile.pixit.subscribers)
+            .provision_lazily(lambda ue_id: find(ranges, ue_id))
+        )
         push = self.certs.client("reference-emks")
         self.app = create_app(
             binding,
@@ -178,7 +185,10 @@ class ReferenceEmksService:
     def provision(self, ue_id: str, rand: str, **_derived: str) -> None:
         """The provisioning hook: take a new AKA run of a PIXIT subscriber (its RAND, in hex), as the HSS would
         push its e2m_int_key, then push the new key to every subscribed client."""
-        subscriber = next((s for s in self.profile.pixit.subscribers if s.imsi == ue_id), None)
+        pixit = self.profile.pixit
+        subscriber = next((s for s in pixit.subscribers if s.imsi == ue_id), None) or find(
+            pixit.subscriber_ranges, ue_id
+        )
         if subscriber is None:
             raise ValueError(f"no PIXIT subscriber {ue_id}")
         self.store.provision_subscriber(subscriber, bytes.fromhex(rand))

@@ -1,5 +1,8 @@
 """The reference HSE's subscriber store: credentials from the profile, identities, fresh authentication vectors.
 
+Subscribers of `pixit.subscriber_ranges` are made on first use (conformance.subscriber_ranges), so a range of a
+million costs nothing until a load test draws from it; listed subscribers come first.
+
 SQN management follows TS 33.102 C.3's simplest profile: one IND slot, SEQ + 1 for every vector, and a
 resynchronisation (AUTS) moves SEQ just past the USIM's SQN_MS.
 """
@@ -13,6 +16,7 @@ from conformance.crypto.aka import AuthError, AuthVector, generate_vector, resyn
 from conformance.crypto.milenage import Milenage
 from conformance.crypto.suci import SuciError, suci_imsi
 from conformance.profile import LoadedProfile, Subscriber
+from conformance.subscriber_ranges import find
 
 
 class UnknownSubscriber(LookupError):
@@ -56,21 +60,29 @@ class SubscriberState:
 
 class SubscriberDb:
     def __init__(self, profile: LoadedProfile, *, stale_sqn: bool = False, static_rand: bool = False):
-        ind_bits = profile.binding["aka.sqn.ind_bits"]
+        self._ind_bits = profile.binding["aka.sqn.ind_bits"]
+        self._faults = stale_sqn, static_rand
+        self._ranges = profile.pixit.subscriber_ranges
         self._by_imsi: dict[str, SubscriberState] = {}
         for sub in profile.pixit.subscribers:
-            milenage = Milenage(sub.k, sub.opc) if sub.opc else Milenage.from_op(sub.k, sub.op)
-            self._by_imsi[sub.imsi] = SubscriberState(
-                sub, milenage, int.from_bytes(sub.sqn, "big"), ind_bits, stale_sqn, static_rand
-            )
+            self._add(sub)
         self._hn_keys = {(k.id, k.profile): k.private_key for k in profile.pixit.home_network_keys if k.private_key}
         self._suci_format = profile.binding["suci.format"]
 
+    def _add(self, sub: Subscriber) -> SubscriberState:
+        milenage = Milenage(sub.k, sub.opc) if sub.opc else Milenage.from_op(sub.k, sub.op)
+        state = SubscriberState(sub, milenage, int.from_bytes(sub.sqn, "big"), self._ind_bits, *self._faults)
+        self._by_imsi[sub.imsi] = state
+        return state
+
     def by_imsi(self, imsi: str) -> SubscriberState:
-        try:
-            return self._by_imsi[imsi]
-        except KeyError:
-            raise UnknownSubscriber(f"no subscriber with IMSI {imsi}") from None
+        state = self._by_imsi.get(imsi)
+        if state is not None:
+            return state
+        ranged = find(self._ranges, imsi)
+        if ranged is None:
+            raise UnknownSubscriber(f"no subscriber with IMSI {imsi}")
+        return self._add(ranged)  # its SQN starts from the range's on first use
 
     def first(self) -> SubscriberState:
         """The first subscriber of the profile (what the answers_unknown_subscriber fault serves any stranger as)."""

@@ -253,6 +253,23 @@ def check_keyserver_500_on_unknown_element(ks, faulty):
         assert client.register(CLIENT_ID)
 
 
+def check_keyserver_drops_above_rate(ks, faulty):
+    """Four times the rate as fast as one connection goes (a second of the clock gets over half of them): 503 from
+    the faulty server past RATE_LIMIT in a second (the fault only load finds, tests/load), none from the conformant."""
+    from conformance.keyserver.app import RATE_LIMIT
+
+    with ks.client(CLIENT_ID) as client:
+        statuses = set()
+        for _ in range(4 * RATE_LIMIT):
+            statuses.add(
+                client.request("POST", client.path("register"), content=client.xml.registration(CLIENT_ID)).status_code
+            )
+            if HTTPStatus.SERVICE_UNAVAILABLE in statuses:
+                break
+    assert (HTTPStatus.SERVICE_UNAVAILABLE in statuses) == faulty, statuses
+    assert statuses - {HTTPStatus.SERVICE_UNAVAILABLE} == {STATUS["registered"][0]}, statuses
+
+
 CHECKS = {name: globals()[f"check_{name}"] for name in KEYSERVER_FAULTS}
 
 

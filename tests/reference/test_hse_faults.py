@@ -589,6 +589,40 @@ def forged_terminate_accepted_while_rekeying(server: HseServer) -> Seen:
     )
 
 
+# ---- faults only a load run finds (faults.yaml found_by: [load]; tests/load shows a short load run finds them) --
+
+
+@scenario("hse_crossed_keys_under_concurrency")
+def second_of_two_setups_gets_the_first_ones_vector(server: HseServer) -> Seen:
+    with ue_for(server, 0) as first, ue_for(server, 4) as second:
+        first.session_request()  # both requests in flight at once: the HSE serves them back to back
+        second.session_request()
+        first_check = first.accept_session_start(first.expect("session_start"))
+        second_check = second.accept_session_start(second.expect("session_start"))
+    outcomes = (first_check.outcome, second_check.outcome)
+    return seen(
+        symptom=outcomes == (AutnOutcome.OK, AutnOutcome.MAC_FAILURE),
+        faithful=outcomes == (AutnOutcome.OK, AutnOutcome.OK),
+        evidence=f"two Session Requests served back to back: the USIMs say {outcomes[0].value}, {outcomes[1].value}",
+    )
+
+
+@scenario("hse_shared_counter_between_sessions")
+def downlink_counter_falls_back_when_another_session_starts(server: HseServer) -> Seen:
+    with ue_for(server, 0) as first, ue_for(server, 4) as second:
+        first.start()
+        first.send(first.user_data(b"one"))
+        before = first.expect(None).counter
+        second.start()  # another session set up between two echoes of the first
+        first.send(first.user_data(b"two"))
+        after = first.expect(None).counter
+    return seen(
+        symptom=after <= before,
+        faithful=after > before,
+        evidence=f"the first session's downlink counter: {before}, then after a second session's setup {after}",
+    )
+
+
 # ---- the tests -----------------------------------------------------------------------------------------
 
 
