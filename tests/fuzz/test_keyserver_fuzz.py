@@ -59,7 +59,8 @@ def test_the_fault_is_in_the_catalogue_for_fuzzing_only():
 def test_the_fault_is_found_within_the_default_budget_and_shrunk_to_one_request(tmp_path, kind):
     started = time.monotonic()
     report = run_fuzz(tmp_path, kind, frozenset({FAULT}))
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 120  # bounded (some 4 s on a quiet host; the budget is examples, not time)
+    assert report.found_after and report.found_after["examples"] <= fuzz.DEFAULT_EXAMPLES
     assert [f.oracle for f in report.findings] == ["no_5xx"], [f.summary for f in report.findings]
     finding = report.findings[0]
     assert finding.interface == "key_server" and finding.seed == 0
