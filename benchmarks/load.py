@@ -1,4 +1,4 @@
-"""Load generator and reference HSE capacity (issue 18), in verified EMSDP sessions per second.
+"""Load generator and reference HSE and EMKS capacity (issue 18), in verified sessions (key fetches) per second.
 
     python benchmarks/load.py [SECONDS] [--profile]
 
@@ -12,6 +12,8 @@
 (b) master + 2 local workers (`--workers 2`) against the same responder, compared with (a). Target: >= 1.8x.
 (c) the reference HSE's capacity: `best-conformance load --reference` (the HSE served as its own process, one
     asyncio thread) with enough users to keep it busy.
+(d) the reference EMKS's capacity: the same with profiles/reference-emks.yaml (EMSE users: register, fetch each
+    UE's keys and check them against our derivation, deregister; mutual TLS), in verified key fetches per second.
 
 Each session is Session Request -> Session Start -> Start Confirmation -> 1 user-plane round trip -> Terminate
 (3 timed exchanges, 7 datagrams). On a 2-core machine generator and responder share the cores: the figures say
@@ -225,6 +227,15 @@ def main(seconds: int = 10, profile_worker: bool = False) -> None:
         )
         hse = load_run(folder, SHIPPED, seconds, "--reference")
         print("(c) " + line("the reference HSE served (one process)", hse), flush=True)
+        emks = load_run(folder, ROOT / "profiles" / "reference-emks.yaml", seconds, "--reference")
+        fetch = next((k for name, k in emks["kinds"].items() if name.endswith("Fetch key")), {"requests": 0})
+        print(
+            f"(d) the reference EMKS served (one process), EMSE users: {fetch['requests'] / emks['measured_s']:.0f} "
+            f"verified key fetches/s, {emks['requests']['per_second']:.0f} requests/s (register, fetch, deregister; "
+            f"mutual TLS), {emks['failures']['verification']} verification / {emks['failures']['transport']} "
+            f"transport failures, {emks['users']} users",
+            flush=True,
+        )
         print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
         if profile_worker:
             print(profile_run(folder, seconds, tables), flush=True)
