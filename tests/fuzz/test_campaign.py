@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conformance.report.compliance import file_sha256, schema_problems
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +37,7 @@ def requirement(doc: dict, rid: str) -> dict:
     return next(r for r in doc["requirements"] if r["id"] == rid)
 
 
+@pytest.mark.slow  # a whole fuzz run with shrinking: 25 to 50 s
 def test_a_finding_makes_the_campaign_fail_with_its_case_evidence_and_requirement(tmp_path):
     done, folder = fuzz(tmp_path, "--fault", SKIPPED_MAC, "--seed", "0")
     assert done.returncode == 1, done.stderr[-2000:]

@@ -42,6 +42,7 @@ def test_the_fuzz_faults_are_catalogued_as_found_by_fuzzing_only():
     assert BY_NAME[SKIPPED_MAC].found_by == ("emsdp",) and not BY_NAME[SKIPPED_MAC].dead
 
 
+@pytest.mark.slow  # a whole fuzz run with shrinking: 25 to 50 s
 def test_a_mac_skipped_on_terminate_while_rekeying_is_found_and_shrunk(tmp_path):
     with reference(SKIPPED_MAC) as target:
         report = fuzz_emsdp(target, seed=0, database=tmp_path / "db")
@@ -65,6 +66,7 @@ def test_the_same_seed_gives_the_same_finding(tmp_path):
     assert runs[0] == runs[1] and runs[0]
 
 
+@pytest.mark.slow  # a whole fuzz run with shrinking: 25 to 50 s
 def test_a_crash_on_an_empty_ue_config_is_found_shrunk_and_replays(tmp_path):
     with reference(CRASH) as target:
         report = fuzz_emsdp(
