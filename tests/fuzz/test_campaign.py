@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.reference.process import ServedReference
 from conformance.report.compliance import file_sha256, schema_problems
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,3 +115,23 @@ def test_the_pytest_option_adds_robustness_to_a_conformance_run(tmp_path):
     assert entry["seed"] == 4 and entry["verdict"] == "pass" and entry["examples"] >= 10
     assert requirement(doc, "POL-ROB-003")["verdict"] == "pass"
     assert doc["decision"]["rule"].startswith("pass when every shall case")  # the conformance decision stays
+
+
+@pytest.mark.slow  # a fuzz run against a served HSE, the default budget: some 40 s
+def test_a_served_hse_reached_through_a_lab_profile_is_fuzzed_as_a_lab_does(tmp_path):
+    """The path labs use: the faulty HSE as its own process (`serve`), a profile a lab writes for it, no
+    --reference; the finding is found, shrunk against the live process, and replays as its case."""
+    with ServedReference("hse", tmp_path / "served", ROOT / "profiles" / "reference-hse.yaml", (SKIPPED_MAC,)) as sut:
+        sut.start()
+        data = sut.profile_data()
+        data["pixit"]["silence_window"] = 0.05  # what a lab gives for a SUT that reacts within milliseconds
+        lab = sut.write_profile(data)
+        done, folder = fuzz(tmp_path, "--profile", str(lab))  # the default budget
+        assert sut.died_at is None
+    assert done.returncode == 1, done.stderr[-2000:]
+    doc = compliance(folder)
+    assert doc["run"]["reference"] is False and doc["run"]["faults"] == []
+    (entry,) = doc["robustness"]
+    (finding,) = entry["findings"]
+    assert finding["oracle"] == "no_action_on_forged" and "session_terminate_request" in finding["summary"]
+    assert [c["verdict"] for c in doc["cases"]] == ["warn"]  # replayed against the served process
